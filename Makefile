@@ -1,0 +1,33 @@
+# holdfast — see README.md.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+DATA_DIR ?= holdfast-data
+
+.PHONY: build test verify demo deps bench clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
+
+deps:
+	./scripts/install-deps.sh
+
+# The whole suite: unit, table and integration tests against real PostgreSQL
+# and embedded etcd, with the race detector.
+test: deps
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+verify:
+	@fmt=$$(gofmt -l cmd internal); if [[ -n "$$fmt" ]]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
+	$(GO) vet ./...
+
+demo: deps build
+	./bin/holdfast up --data-dir $(DATA_DIR)
+
+bench: deps build
+	./bench/failover.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,431 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/postgres"
+)
+
+func (a *Agent) execute(ctx context.Context, p cluster.Plan) error {
+	switch p.Action {
+	case cluster.ActNone:
+		if a.leader != nil && a.leader.Member == a.me.Name && a.leading.Load() {
+			return a.maintainPrimary(ctx)
+		}
+		return nil
+	case cluster.ActDemote:
+		return a.demote(ctx, p.Reason)
+	case cluster.ActRelease:
+		return a.release(ctx, p.Reason)
+	case cluster.ActReleaseStale:
+		return a.release(ctx, p.Reason)
+	case cluster.ActRestartPrimary:
+		return a.restartPrimary(ctx)
+	case cluster.ActFinishPromote:
+		return a.promote(ctx)
+	case cluster.ActPromote:
+		return a.campaign(ctx, p.Reason)
+	case cluster.ActFollow:
+		return a.follow(ctx, p.Target)
+	case cluster.ActStartStandby:
+		return a.startStandby(ctx)
+	case cluster.ActHandover:
+		return a.handover(ctx, p.Target)
+	case cluster.ActBlocked:
+		if a.blockedRev != a.lostRev {
+			a.blockedRev = a.lostRev
+			a.event(ctx, cluster.EventFailoverBlocked, "automatic promotion refused: %s", p.Reason)
+		}
+		return nil
+	default:
+		panic(fmt.Sprintf("BUG: agent cannot execute %v", p))
+	}
+}
+
+// stopPG stops PostgreSQL on purpose.
+func (a *Agent) stopPG(ctx context.Context, mode postgres.StopMode) error {
+	if !a.pg.Running() {
+		return nil
+	}
+	a.expectExit.Store(true)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := a.pg.Stop(sctx, mode)
+	a.upstream = ""
+	return err
+}
+
+func (a *Agent) demote(ctx context.Context, why string) error {
+	wasLeading := a.leading.Swap(false)
+	if wasLeading || !a.standby {
+		a.markRewind("demoted: " + why)
+	}
+	a.state = cluster.StateStopped
+	if err := a.stopPG(ctx, postgres.StopFast); err != nil {
+		return fmt.Errorf("demote: %w", err)
+	}
+	a.event(ctx, cluster.EventDemoted, "demoted: %s", why)
+	return nil
+}
+
+// release gives up our leader key (the fast path after our PostgreSQL died,
+// or a stale key of a previous incarnation). The topology stops naming us as
+// primary in the same transaction, so nobody waits for us.
+func (a *Agent) release(ctx context.Context, why string) error {
+	a.leading.Store(false)
+	if a.leader == nil {
+		return nil
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		t := a.topo
+		if t.Primary == a.me.Name {
+			t.Primary = ""
+		}
+		ok, rev, err := a.st.Handover(ctx, a.region, a.leader.Revision, a.topoRev, t)
+		if err != nil {
+			return fmt.Errorf("release leader key: %w", err)
+		}
+		if ok {
+			a.setLeaderless(rev)
+			a.event(ctx, cluster.EventLeaderReleased, "released the leader key: %s", why)
+			return nil
+		}
+		if err := a.refresh(ctx); err != nil {
+			return err
+		}
+		if a.leader == nil || a.leader.Member != a.me.Name {
+			return nil
+		}
+	}
+	return errors.New("release leader key: topology kept changing")
+}
+
+// refresh re-reads the cluster state after a failed compare.
+func (a *Agent) refresh(ctx context.Context) error {
+	snap, err := a.st.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("re-read cluster state: %w", err)
+	}
+	a.applySnapshot(snap)
+	return nil
+}
+
+// primarySettings is the configuration of a primary: synchronous standbys
+// chosen by the sync policy. inRecovery keeps standby.signal in place: it
+// must exist until PostgreSQL's own promotion removes it (removing it under a
+// standby makes promotion fail, and a standby restarted without it would end
+// recovery without switching to a new timeline).
+func (a *Agent) primarySettings(names []string, n int, inRecovery bool) postgres.Settings {
+	return postgres.Settings{
+		Standby:          inRecovery,
+		SyncStandbyNames: postgres.SyncStandbyNamesAny(n, names),
+	}
+}
+
+func (a *Agent) initialSync() ([]string, int) {
+	// A new primary does not yet know which replicas are healthy: list them
+	// all, so commits wait for one of them (quorum and relaxed alike; the
+	// relaxed policy drops the requirement later if none connects).
+	mode := a.topo.SyncMode
+	if mode == "" {
+		mode = a.cfg.Failover.SyncMode
+	}
+	if mode == cluster.SyncOff {
+		return nil, 0
+	}
+	return a.others(), a.cfg.Failover.SyncCount
+}
+
+func (a *Agent) restartPrimary(ctx context.Context) error {
+	names, n := a.initialSync()
+	cd, err := a.pg.ControlData(ctx)
+	if err != nil {
+		return fmt.Errorf("restart primary: %w", err)
+	}
+	// A member that crashed before its promotion completed is still a
+	// standby on disk: restart it as one and promote it properly.
+	inRecovery := cd.State == "in archive recovery" || cd.State == "shut down in recovery"
+	if err := a.pg.WriteConfig(a.primarySettings(names, n, inRecovery)); err != nil {
+		return err
+	}
+	a.leading.Store(true)
+	a.state = cluster.StateStarting
+	sctx, cancel := context.WithTimeout(ctx, a.cfg.Agent.StartTimeout.D())
+	defer cancel()
+	if err := a.startPG(sctx); err != nil {
+		return fmt.Errorf("restart primary: %w", err)
+	}
+	if inRecovery {
+		a.standby = true
+		a.event(ctx, cluster.EventPostgresRestarted, "restarted postgres (still a standby on disk): promoting")
+		return a.promote(ctx)
+	}
+	a.standby = false
+	a.syncList = names
+	a.state = cluster.StateRunning
+	_ = os.Remove(a.rewindMarker())
+	a.event(ctx, cluster.EventPostgresRestarted, "restarted postgres in place as primary")
+	return nil
+}
+
+// campaign takes the leader key and, in the same transaction, the topology's
+// next generation; then promotes.
+func (a *Agent) campaign(ctx context.Context, why string) error {
+	if !a.leaseValid() {
+		return errors.New("campaign: lease not valid")
+	}
+	names, _ := a.initialSync()
+	t := a.topo
+	t.Cluster = a.cfg.Cluster
+	if t.PrimaryRegion == "" {
+		t.PrimaryRegion = a.cfg.PrimaryRegion
+	}
+	if t.SyncMode == "" {
+		t.SyncMode, t.SyncCount = a.cfg.Failover.SyncMode, a.cfg.Failover.SyncCount
+	}
+	t.Primary = a.me.Name
+	t.Generation++
+	t.SyncSet = names
+	t.Switchover, t.Failover = nil, nil
+	lease, _ := a.currentLease()
+	ok, leader, err := a.st.Campaign(ctx, a.region, a.me.Name, lease, a.topoRev, t)
+	if err != nil {
+		return fmt.Errorf("campaign: %w", err)
+	}
+	if !ok {
+		a.log.Info("lost the race for the leader key", "leader", leader)
+		return a.refresh(ctx)
+	}
+	a.leader = leader
+	a.topo = t
+	if err := a.refresh(ctx); err != nil {
+		a.log.Warn("re-read after campaign", "err", err)
+	}
+	a.leading.Store(true)
+	a.generation = t.Generation
+	a.log.Info("won the leader key", "generation", t.Generation, "reason", why)
+	return a.promote(ctx)
+}
+
+// promote turns our standby into the primary. We hold the key.
+func (a *Agent) promote(ctx context.Context) error {
+	a.leading.Store(true)
+	names, n := a.initialSync()
+	// Slots first, while still a standby, so that replicas re-pointed at us
+	// find them at once.
+	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
+		a.log.Debug("slots on standby before promotion", "err", err)
+	}
+	if err := a.pg.WriteConfig(a.primarySettings(names, n, true)); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	if err := a.pg.Reload(); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	start := time.Now()
+	if err := a.pg.Promote(ctx); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	a.standby = false
+	a.syncList = names
+	a.syncPending = nil
+	a.upstream = ""
+	a.state = cluster.StateRunning
+	_ = os.Remove(a.rewindMarker())
+	a.generation = a.topo.Generation
+	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
+		a.log.Warn("create replication slots", "err", err)
+	}
+	a.publish(ctx, a.observe(ctx), true)
+	a.event(ctx, cluster.EventPromoted, "promoted to primary in generation %d (promotion took %s)", a.topo.Generation, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// startStandby runs PostgreSQL read-only with no upstream, so that the
+// member can report its WAL position while there is no leader.
+func (a *Agent) startStandby(ctx context.Context) error {
+	if !a.pg.IsInitialized() || a.needsRewind() {
+		// Nothing to report, or WAL that may not be trusted: wait for a leader.
+		return nil
+	}
+	return a.startAsStandby(ctx, "")
+}
+
+func (a *Agent) startAsStandby(ctx context.Context, upstream string) error {
+	s := postgres.Settings{Standby: true, PrimarySlot: postgres.SlotName(a.me.Name)}
+	if upstream != "" {
+		ci, err := a.connInfo(upstream, false)
+		if err != nil {
+			return err
+		}
+		s.PrimaryConnInfo = &ci
+	}
+	if err := a.pg.WriteConfig(s); err != nil {
+		return err
+	}
+	a.state = cluster.StateStarting
+	a.publish(ctx, a.observe(ctx), true)
+	sctx, cancel := context.WithTimeout(ctx, a.cfg.Agent.StartTimeout.D())
+	defer cancel()
+	if err := a.startPG(sctx); err != nil {
+		a.state = cluster.StateStopped
+		return fmt.Errorf("start standby: %w", err)
+	}
+	a.standby = true
+	a.upstream = upstream
+	a.followSince = time.Now()
+	a.state = cluster.StateRunning
+	return nil
+}
+
+// follow makes this member a streaming replica of leader.
+func (a *Agent) follow(ctx context.Context, leader string) error {
+	lm, ok := a.members[leader]
+	if !ok || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning {
+		// The new leader has not finished promoting; a standby can already
+		// stream from it (cascading), but copying data needs a primary.
+		if !a.pg.IsInitialized() || a.needsRewind() {
+			return nil
+		}
+	}
+	if !a.pg.IsInitialized() {
+		return a.cloneFrom(ctx, leader)
+	}
+	if a.needsRewind() {
+		return a.rejoin(ctx, leader)
+	}
+	if !a.pg.Running() {
+		return a.startAsStandby(ctx, leader)
+	}
+	if a.upstream != leader {
+		ci, err := a.connInfo(leader, false)
+		if err != nil {
+			return err
+		}
+		if err := a.pg.WriteConfig(postgres.Settings{Standby: true, PrimaryConnInfo: &ci, PrimarySlot: postgres.SlotName(a.me.Name)}); err != nil {
+			return err
+		}
+		if err := a.pg.Reload(); err != nil {
+			return err
+		}
+		a.log.Info("following new leader", "leader", leader)
+		a.upstream = leader
+		a.followSince = time.Now()
+		return nil
+	}
+	if a.lastStatus.WalReceiverStatus == "streaming" {
+		a.followSince = time.Now()
+		return nil
+	}
+	if time.Since(a.followSince) > notStreamingRewindAfter && ok && lm.Role == cluster.RolePrimary {
+		a.markRewind(fmt.Sprintf("not streaming from %s for %s", leader, notStreamingRewindAfter))
+		return a.rejoin(ctx, leader)
+	}
+	return nil
+}
+
+// rejoin rewinds a former primary (or a diverged replica) onto the leader's
+// timeline, falling back to a fresh base backup.
+func (a *Agent) rejoin(ctx context.Context, leader string) error {
+	a.state = cluster.StateRejoining
+	a.publish(ctx, a.observe(ctx), true)
+	if err := a.stopPG(ctx, postgres.StopFast); err != nil {
+		return fmt.Errorf("rejoin: %w", err)
+	}
+	src, err := a.connInfo(leader, true)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	err = a.pg.Rewind(rctx, src)
+	cancel()
+	if err != nil {
+		a.event(ctx, cluster.EventRewind, "pg_rewind from %s failed, taking a fresh base backup: %v", leader, err)
+		if err := a.pg.RemoveData(); err != nil {
+			return fmt.Errorf("rejoin: %w", err)
+		}
+		return a.cloneFrom(ctx, leader)
+	}
+	_ = os.Remove(a.rewindMarker())
+	if err := a.startAsStandby(ctx, leader); err != nil {
+		return err
+	}
+	a.event(ctx, cluster.EventRejoined, "rejoined as a replica of %s after pg_rewind (%s)", leader, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (a *Agent) cloneFrom(ctx context.Context, leader string) error {
+	a.state = cluster.StateRejoining
+	a.publish(ctx, a.observe(ctx), true)
+	src, err := a.connInfo(leader, false)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	err = a.pg.BaseBackup(bctx, src)
+	cancel()
+	if err != nil {
+		a.state = cluster.StateStopped
+		return fmt.Errorf("base backup from %s: %w", leader, err)
+	}
+	_ = os.Remove(a.rewindMarker())
+	a.event(ctx, cluster.EventBaseBackup, "copied the data directory from %s (%s)", leader, time.Since(start).Round(time.Millisecond))
+	return a.startAsStandby(ctx, leader)
+}
+
+// handover carries out a planned switchover: stop accepting writes, let the
+// target receive everything, and hand it the key through the topology.
+func (a *Agent) handover(ctx context.Context, target string) error {
+	a.event(ctx, cluster.EventSwitchoverStart, "switchover to %s: stopping writes", target)
+	// A checkpoint now makes the shutdown checkpoint short.
+	if err := a.pg.Checkpoint(ctx); err != nil {
+		a.log.Warn("checkpoint before switchover", "err", err)
+	}
+	a.leading.Store(false)
+	a.markRewind("handed over to " + target)
+	if err := a.stopPG(ctx, postgres.StopFast); err != nil {
+		return fmt.Errorf("switchover: stop: %w", err)
+	}
+	cd, err := a.pg.ControlData(ctx)
+	if err != nil {
+		return fmt.Errorf("switchover: %w", err)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		t := a.topo
+		sw := cluster.SwitchoverRequest{From: a.me.Name, RequestedAt: time.Now(), Deadline: time.Now().Add(a.cfg.Failover.SwitchoverTimeout.D())}
+		if t.Switchover != nil {
+			sw = *t.Switchover
+		}
+		sw.To = target
+		// The target must have received the shutdown checkpoint record.
+		sw.MinLSN = cluster.LSN(cd.CheckpointLSN) + 1
+		sw.HandedOver = true
+		t.Switchover = &sw
+		t.Failover = nil
+		t.Primary = ""
+		ok, rev, err := a.st.Handover(ctx, a.region, a.leader.Revision, a.topoRev, t)
+		if err != nil {
+			return fmt.Errorf("switchover: hand over: %w", err)
+		}
+		if ok {
+			a.setLeaderless(rev)
+			a.topo = t
+			a.log.Info("handed over the leader key", "to", target, "min_lsn", sw.MinLSN)
+			return nil
+		}
+		if err := a.refresh(ctx); err != nil {
+			return err
+		}
+		if a.leader == nil || a.leader.Member != a.me.Name {
+			return nil
+		}
+	}
+	return errors.New("switchover: topology kept changing")
+}

@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/postgres"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// Version is reported in the member's published state.
+var Version = "dev"
+
+// pgUnhealthyAfter is how long status queries must fail against a running
+// postmaster before the agent treats PostgreSQL as down. A crash is seen at
+// once through the process exit; this covers a hung server.
+const pgUnhealthyAfter = 3 * time.Second
+
+// notStreamingRewindAfter: a replica pointed at a leader that has not started
+// streaming after this long is assumed to have diverged and is rewound.
+const notStreamingRewindAfter = 10 * time.Second
+
+// Agent runs one member. Create it with New, then call Run.
+type Agent struct {
+	cfg    config.Config
+	me     config.Member
+	region string
+	dir    string
+	log    *slog.Logger
+	st     *store.Store
+	pg     *postgres.Instance
+	admin  config.Credentials
+	repl   config.Credentials
+
+	// leaseMu guards lease and validUntil, shared with the lease goroutines.
+	leaseMu    sync.Mutex
+	lease      store.LeaseID
+	validUntil time.Time
+	// leading is true while PostgreSQL is, or may become, writable under our
+	// leader key; the lease guard fences PostgreSQL when it is set.
+	leading atomic.Bool
+	wake    chan struct{}
+	lost    chan struct{}
+	// expectExit is set while the agent itself stops PostgreSQL, so that the
+	// exit is not taken for a crash.
+	expectExit atomic.Bool
+	// exitCh is the exit channel of the postmaster this agent started; nil
+	// when none (owned by the Run goroutine).
+	exitCh <-chan struct{}
+
+	// Everything below is owned by the Run goroutine.
+	topo       cluster.Topology
+	topoRev    int64
+	leader     *cluster.Leader
+	members    map[string]cluster.Member
+	lostRev    int64
+	lostAt     time.Time
+	pubLostRev int64
+	// standby is the mode PostgreSQL was last started or promoted in.
+	standby     bool
+	upstream    string
+	followSince time.Time
+	statusOK    time.Time
+	lastStatus  postgres.Status
+	state       cluster.State
+	generation  int64
+	lastPlan    cluster.Plan
+	lastErr     string
+	blockedRev  int64
+	syncList    []string
+	syncPending *syncShrink
+	lastPublish time.Time
+	published   cluster.Member
+	lastMaint   time.Time
+}
+
+// New prepares the agent for member name. It opens nothing yet.
+func New(cfg config.Config, name string, st *store.Store, log *slog.Logger) (*Agent, error) {
+	m, r, ok := cfg.FindMember(name)
+	if !ok {
+		return nil, fmt.Errorf("agent: member %q is not in the config (members: %v)", name, cfg.MemberNames())
+	}
+	admin, repl, err := cfg.LoadSecrets()
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", name, err)
+	}
+	dir := cfg.MemberDir(m)
+	log = log.With("component", "agent", "member", name)
+	pg, err := postgres.New(PostgresConfig(cfg, m, admin, repl), log)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", name, err)
+	}
+	return &Agent{
+		cfg: cfg, me: m, region: r.Name, dir: dir, log: log, st: st, pg: pg,
+		admin: admin, repl: repl,
+		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1),
+		members: map[string]cluster.Member{}, state: cluster.StateStarting, standby: true,
+	}, nil
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the member until ctx ends, then stops PostgreSQL and gives up the
+// lease (so that, unless the cluster is paused, a replica takes over at once).
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.checkDataDir(ctx); err != nil {
+		return err
+	}
+	if err := a.grantLease(ctx); err != nil {
+		return err
+	}
+	a.event(ctx, cluster.EventAgentStarted, "agent started (pid %d)", os.Getpid())
+
+	var wg sync.WaitGroup
+	lctx, stopLease := context.WithCancel(context.Background())
+	wg.Add(2)
+	go func() { defer wg.Done(); a.renewLoop(lctx) }()
+	go func() { defer wg.Done(); a.guardLoop(lctx) }()
+	defer func() {
+		stopLease()
+		wg.Wait()
+	}()
+
+	err := a.loop(ctx)
+	a.shutdown()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// checkDataDir refuses a data directory that belongs to another cluster and
+// marks a former primary as needing a rewind before it may replicate.
+func (a *Agent) checkDataDir(ctx context.Context) error {
+	// An agent restarted after a crash may find its postmaster still running.
+	if err := a.pg.Stop(ctx, postgres.StopFast); err != nil {
+		return fmt.Errorf("stop leftover postgres: %w", err)
+	}
+	if !a.pg.IsInitialized() {
+		return nil
+	}
+	cd, err := a.pg.ControlData(ctx)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", a.me.Name, err)
+	}
+	_, sysID, err := a.st.Initialize(ctx)
+	if err != nil {
+		return fmt.Errorf("agent %s: read cluster identity: %w", a.me.Name, err)
+	}
+	if sysID != "" && cd.SystemID != sysID {
+		return fmt.Errorf("agent %s: data directory %s belongs to another cluster (system identifier %s, cluster %q has %s); refusing to touch it: move it away or point data_dir elsewhere",
+			a.me.Name, filepath.Join(a.dir, "pgdata"), cd.SystemID, a.cfg.Cluster, sysID)
+	}
+	switch cd.State {
+	case "in production", "shut down", "in crash recovery":
+		// Last run as a primary: its WAL may go beyond what the next leader has.
+		a.markRewind("data directory was last a primary (" + cd.State + ")")
+	}
+	return nil
+}
+
+func (a *Agent) rewindMarker() string { return filepath.Join(a.dir, "rewind-needed") }
+
+func (a *Agent) markRewind(why string) {
+	if err := os.WriteFile(a.rewindMarker(), []byte(why+"\n"), 0o600); err != nil {
+		a.log.Error("cannot record that a rewind is needed", "err", err)
+	}
+}
+
+func (a *Agent) needsRewind() bool {
+	_, err := os.Stat(a.rewindMarker())
+	return err == nil
+}
+
+func (a *Agent) others() []string {
+	var out []string
+	for _, r := range a.cfg.Regions {
+		if r.Name != a.region {
+			continue
+		}
+		for _, m := range r.Members {
+			if m.Name != a.me.Name {
+				out = append(out, m.Name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// startPG starts PostgreSQL and watches for its exit.
+func (a *Agent) startPG(ctx context.Context) error {
+	a.expectExit.Store(false)
+	if err := a.pg.Start(ctx); err != nil {
+		return err
+	}
+	a.exitCh = a.pg.Exited()
+	return nil
+}
+
+// peerSlots are the replication slot names of every other member.
+func (a *Agent) peerSlots() []string {
+	var out []string
+	for _, n := range a.allOtherMembers() {
+		out = append(out, postgres.SlotName(n))
+	}
+	return out
+}
+
+func (a *Agent) allOtherMembers() []string {
+	var out []string
+	for _, n := range a.cfg.MemberNames() {
+		if n != a.me.Name {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// connInfo is how this agent reaches member name: as superuser (for
+// pg_rewind) or as the replication role.
+func (a *Agent) connInfo(name string, superuser bool) (postgres.ConnInfo, error) {
+	m, _, ok := a.cfg.FindMember(name)
+	if !ok {
+		return postgres.ConnInfo{}, fmt.Errorf("member %q is not in the config", name)
+	}
+	ci := postgres.ConnInfo{Host: m.Host, Port: m.Port, User: a.repl.User, Password: a.repl.Password, AppName: a.me.Name, ConnectTimeout: 2 * time.Second}
+	if superuser {
+		ci.User, ci.Password, ci.DBName = a.admin.User, a.admin.Password, "postgres"
+	}
+	return ci, nil
+}
+
+func (a *Agent) event(ctx context.Context, kind, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	a.log.Info(msg, "event", kind)
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := a.st.AppendEvent(ectx, cluster.Event{Kind: kind, Member: a.me.Name, Generation: a.topo.Generation, Message: msg}); err != nil {
+		a.log.Warn("cannot record event", "kind", kind, "err", err)
+	}
+}
+
+func (a *Agent) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a.expectExit.Store(true)
+	if err := a.pg.Stop(ctx, postgres.StopFast); err != nil {
+		a.log.Error("stop postgres", "err", err)
+	}
+	if a.leading.Load() {
+		a.markRewind("stopped while primary")
+	}
+	a.leading.Store(false)
+	a.event(ctx, cluster.EventAgentStopped, "agent stopped")
+	a.leaseMu.Lock()
+	lease := a.lease
+	a.leaseMu.Unlock()
+	if err := a.st.RevokeLease(ctx, lease); err != nil {
+		a.log.Warn("revoke lease", "err", err)
+	}
+}
+
+// PostgresConfig is how member m's PostgreSQL instance is laid out: data in
+// <member dir>/pgdata, settings and socket in <member dir>/conf (outside the
+// data directory, where pg_rewind and pg_basebackup cannot overwrite them).
+func PostgresConfig(cfg config.Config, m config.Member, admin, repl config.Credentials) postgres.Config {
+	dir := cfg.MemberDir(m)
+	return postgres.Config{
+		Name:          m.Name,
+		BinDir:        cfg.Postgres.BinDir,
+		DataDir:       filepath.Join(dir, "pgdata"),
+		ConfDir:       filepath.Join(dir, "conf"),
+		ListenAddr:    m.Host,
+		Port:          m.Port,
+		OSUser:        cfg.Postgres.OSUser,
+		SuperUser:     admin.User,
+		SuperPassword: admin.Password,
+		ReplUser:      repl.User,
+		ReplPassword:  repl.Password,
+		Parameters:    cfg.Postgres.Parameters,
+	}
+}

@@ -1,0 +1,263 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/postgres"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// loop is the member loop: observe, decide, act, publish. It wakes on etcd
+// watch updates, PostgreSQL exits, lease trouble and a safety-net ticker.
+func (a *Agent) loop(ctx context.Context) error {
+	snap, err := a.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	a.applySnapshot(snap)
+	wctx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	updates := a.st.Watch(wctx, snap.Revision)
+
+	if err := a.bootstrap(ctx); err != nil {
+		return err
+	}
+
+	tick := time.NewTicker(a.cfg.Agent.LoopInterval.D())
+	defer tick.Stop()
+	for {
+		a.step(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u, ok := <-updates:
+			if !ok {
+				return ctx.Err()
+			}
+			a.applyUpdate(u)
+			// Drain what else arrived so one step sees it all.
+			for more := true; more; {
+				select {
+				case u, ok := <-updates:
+					if !ok {
+						return ctx.Err()
+					}
+					a.applyUpdate(u)
+				default:
+					more = false
+				}
+			}
+		case <-a.exitCh:
+			a.exitCh = nil
+			a.onPostgresExit(ctx)
+		case <-a.lost:
+			a.onLeaseLost(ctx)
+		case <-a.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) snapshot(ctx context.Context) (store.Snapshot, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		snap, err := a.st.Snapshot(ctx)
+		if err == nil {
+			return snap, nil
+		}
+		a.log.Warn("cannot read cluster state; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return store.Snapshot{}, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (a *Agent) applySnapshot(s store.Snapshot) {
+	a.topo, a.topoRev = s.Topology, s.TopologyRev
+	a.members = map[string]cluster.Member{}
+	for n, m := range s.Members {
+		a.members[n] = m
+	}
+	if l, ok := s.Leaders[a.region]; ok {
+		l := l
+		a.leader = &l
+	} else {
+		a.setLeaderless(s.Revision)
+	}
+}
+
+func (a *Agent) setLeaderless(rev int64) {
+	if a.leader != nil || a.lostAt.IsZero() {
+		a.lostAt = time.Now()
+	}
+	a.leader = nil
+	if rev > a.lostRev {
+		a.lostRev = rev
+	}
+}
+
+func (a *Agent) applyUpdate(u store.Update) {
+	switch u.Kind {
+	case store.Resync:
+		if u.Snapshot != nil {
+			a.applySnapshot(*u.Snapshot)
+		}
+	case store.MemberPut:
+		if u.Member != nil {
+			a.members[u.Name] = *u.Member
+			// Adopt a later start of the leaderless period seen by a peer, so
+			// that all candidates compare reports of the same period.
+			if a.leader == nil && u.Member.LeaderLostRev > a.lostRev {
+				a.lostRev = u.Member.LeaderLostRev
+			}
+		}
+	case store.MemberDeleted:
+		delete(a.members, u.Name)
+	case store.LeaderPut:
+		if u.Name == a.region && u.Leader != nil {
+			l := *u.Leader
+			a.leader = &l
+		}
+	case store.LeaderDeleted:
+		if u.Name == a.region {
+			a.setLeaderless(u.Revision)
+		}
+	case store.TopologyPut:
+		if u.Topology != nil {
+			a.topo, a.topoRev = *u.Topology, u.TopologyRev
+		}
+	}
+}
+
+// step runs one observe-decide-act-publish round.
+func (a *Agent) step(ctx context.Context) {
+	local := a.observe(ctx)
+	if a.leader == nil && a.pubLostRev != a.lostRev {
+		if a.upstream != "" && local.PGRunning && local.InRecovery {
+			a.detach(ctx)
+			local = a.observe(ctx)
+		}
+		// Report our WAL position for this leaderless period before deciding:
+		// the others wait for it.
+		a.publish(ctx, local, true)
+	}
+	lease, _ := a.currentLease()
+	v := cluster.View{
+		Now: time.Now(), Local: local, Topology: a.topo, TopologyRev: a.topoRev,
+		Leader: a.leader, Members: a.members, LostRev: a.lostRev, LostAt: a.lostAt,
+		ReportTimeout: a.cfg.Failover.ReportTimeout.D(), MaxLag: int64(a.cfg.Failover.MaxLagOnSwitchover),
+	}
+	_ = lease
+	p := cluster.Decide(v)
+	if p.Action != a.lastPlan.Action || p.Target != a.lastPlan.Target {
+		a.log.Info("plan", "action", p.Action.String(), "target", p.Target, "reason", p.Reason)
+	}
+	a.lastPlan = p
+	if err := a.execute(ctx, p); err != nil {
+		if ctx.Err() == nil {
+			a.log.Error("action failed", "action", p.Action.String(), "err", err)
+			a.lastErr = err.Error()
+		}
+	} else if p.Action != cluster.ActNone {
+		a.lastErr = ""
+	}
+	a.publish(ctx, a.observe(ctx), false)
+}
+
+// observe reads the local PostgreSQL's state.
+func (a *Agent) observe(ctx context.Context) cluster.Local {
+	lease, _ := a.currentLease()
+	l := cluster.Local{Name: a.me.Name, Region: a.region, LeaseID: int64(lease), LeaseValid: a.leaseValid()}
+	if !a.pg.Running() {
+		a.statusOK = time.Time{}
+		return l
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	st, err := a.pg.Status(sctx)
+	cancel()
+	if err == nil {
+		a.statusOK = time.Now()
+		a.lastStatus = st
+		a.standby = st.InRecovery
+	} else if !a.statusOK.IsZero() && time.Since(a.statusOK) > pgUnhealthyAfter {
+		a.log.Warn("postgres is running but not answering", "err", err, "since", a.statusOK)
+		return l
+	}
+	l.PGRunning = true
+	l.InRecovery = a.standby
+	l.Timeline = a.lastStatus.TimeLine
+	l.LSN = lsn(a.lastStatus.CurrentLSN)
+	return l
+}
+
+// onPostgresExit handles a postmaster exit the agent did not ask for.
+func (a *Agent) onPostgresExit(ctx context.Context) {
+	if a.expectExit.Swap(false) {
+		return
+	}
+	err := a.pg.ExitErr()
+	wasPrimary := a.leading.Load() || !a.standby
+	a.event(ctx, cluster.EventPostgresCrashed, "postgres exited unexpectedly (%v) while %s", err, map[bool]string{true: "primary", false: "replica"}[wasPrimary])
+	if wasPrimary {
+		// Its WAL may hold commits no replica received; it must rewind
+		// before it can follow anyone.
+		a.markRewind("postgres crashed while primary")
+	}
+	a.leading.Store(false)
+	a.upstream = ""
+}
+
+// onLeaseLost takes a new lease after the old one expired; any key attached
+// to the old one (the leader key included) is gone.
+func (a *Agent) onLeaseLost(ctx context.Context) {
+	id, until := a.currentLease()
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.Failover.RenewInterval.D())
+	_, err := a.st.KeepAliveOnce(rctx, id)
+	cancel()
+	if err == nil && time.Now().Before(until) {
+		return
+	}
+	a.fence(ctx, "lease lost")
+	a.log.Warn("lease lost; taking a new one", "old", id)
+	if err := a.grantLease(ctx); err != nil {
+		return
+	}
+	a.published = cluster.Member{}
+}
+
+// detach stops our WAL receiver when the leader is lost, before we report our
+// WAL position. The old primary may be alive without its agent (a frozen or
+// partitioned agent cannot fence it): once every replica has detached it can
+// get no synchronous confirmation, so no commit acknowledged after our report
+// can exist, and the position we report is final.
+func (a *Agent) detach(ctx context.Context) {
+	if err := a.pg.WriteConfig(postgres.Settings{Standby: true, PrimarySlot: postgres.SlotName(a.me.Name)}); err != nil {
+		a.log.Warn("detach from old primary", "err", err)
+		return
+	}
+	if err := a.pg.Reload(); err != nil {
+		a.log.Warn("detach from old primary", "err", err)
+		return
+	}
+	a.upstream = ""
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		st, err := a.pg.Status(sctx)
+		cancel()
+		if err == nil && st.WalReceiverStatus == "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	a.log.Warn("WAL receiver still running 2s after detaching; reporting anyway")
+}

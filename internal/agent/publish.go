@@ -1,0 +1,70 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"reflect"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/postgres"
+)
+
+func lsn(l postgres.LSN) cluster.LSN { return cluster.LSN(l) }
+
+// publish writes the member's state under its lease when it changed, or
+// every loop interval (the WAL position moves constantly). force writes now.
+func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
+	m := cluster.Member{
+		Name: a.me.Name, Region: a.region, Zone: a.me.Zone, Host: a.me.Host, Port: a.me.Port,
+		State: a.state, Role: cluster.RoleUnknown, Generation: a.topo.Generation,
+		AgentPID: os.Getpid(), PID: a.pg.PID(), Version: Version, LastError: a.lastErr,
+	}
+	if local.PGRunning {
+		m.State = cluster.StateRunning
+		if a.state == cluster.StateRejoining {
+			m.State = a.state
+		}
+		m.Timeline = local.Timeline
+		m.LSN = local.LSN
+		st := a.lastStatus
+		if local.InRecovery {
+			m.Role = cluster.RoleReplica
+			m.ReplayLSN = lsn(st.ReplayLSN)
+			m.Streaming = st.WalReceiverStatus == "streaming"
+			m.Upstream = a.upstream
+		} else {
+			m.Role = cluster.RolePrimary
+			m.Generation = a.generation
+			m.SyncStandbyNames = st.SyncStandbyNames
+			for _, r := range st.Replicas {
+				m.Replicas = append(m.Replicas, cluster.ReplicaStat{Name: r.AppName, State: r.State, SyncState: r.SyncState, FlushLSN: lsn(r.FlushLSN), ReplayLSN: lsn(r.ReplayLSN)})
+			}
+		}
+	} else if a.state != cluster.StateRejoining && a.state != cluster.StateStarting {
+		m.State = cluster.StateStopped
+	}
+	if a.leader == nil {
+		m.LeaderLostRev = a.lostRev
+	}
+	cmp := m
+	cmp.UpdatedAt, cmp.LSN, cmp.ReplayLSN, cmp.Replicas = time.Time{}, 0, 0, nil
+	old := a.published
+	old.UpdatedAt, old.LSN, old.ReplayLSN, old.Replicas = time.Time{}, 0, 0, nil
+	if !force && reflect.DeepEqual(cmp, old) && time.Since(a.lastPublish) < a.cfg.Agent.LoopInterval.D() {
+		return
+	}
+	m.UpdatedAt = time.Now().UTC()
+	lease, _ := a.currentLease()
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.Etcd.RequestTimeout.D())
+	defer cancel()
+	if err := a.st.PutMember(pctx, m, lease); err != nil {
+		a.log.Warn("publish member state", "err", err)
+		return
+	}
+	a.published = m
+	a.lastPublish = time.Now()
+	if a.leader == nil {
+		a.pubLostRev = m.LeaderLostRev
+	}
+}

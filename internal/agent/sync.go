@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/postgres"
+)
+
+// syncShrink is a narrowing of the synchronous set waiting for the replicas
+// that remain in it to catch up: until they have flushed WAL up to lsn, a
+// commit acknowledged by a removed replica alone may be missing from them.
+type syncShrink struct {
+	names []string
+	n     int
+	lsn   cluster.LSN
+}
+
+// maintainPrimary keeps synchronous_standby_names and the topology's
+// synchronous set in step with the healthy replicas, and keeps slots.
+func (a *Agent) maintainPrimary(ctx context.Context) error {
+	if time.Since(a.lastMaint) < a.cfg.Agent.LoopInterval.D()/2 {
+		return nil
+	}
+	a.lastMaint = time.Now()
+	st := a.lastStatus
+	others := a.others()
+	var healthy []string
+	flush := map[string]cluster.LSN{}
+	for _, r := range st.Replicas {
+		if slices.Contains(others, r.AppName) && r.State == "streaming" {
+			healthy = append(healthy, r.AppName)
+			flush[r.AppName] = lsn(r.FlushLSN)
+		}
+	}
+	mode := a.topo.SyncMode
+	if mode == "" {
+		mode = a.cfg.Failover.SyncMode
+	}
+	want, n := cluster.SyncStandbys(mode, a.topo.SyncCount, healthy, others)
+
+	if !slices.Equal(want, a.syncList) {
+		if err := a.changeSync(ctx, mode, want, n, st); err != nil {
+			return err
+		}
+	}
+	if p := a.syncPending; p != nil {
+		caught := 0
+		for _, name := range p.names {
+			if flush[name] >= p.lsn {
+				caught++
+			}
+		}
+		if caught >= p.n {
+			if err := a.setSyncSet(ctx, p.names); err != nil {
+				return err
+			}
+			a.syncPending = nil
+		}
+	}
+	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
+		a.log.Warn("replication slots", "err", err)
+	}
+	return nil
+}
+
+// changeSync moves PostgreSQL's synchronous standbys to want, keeping the
+// invariant that the topology's synchronous set contains every member that
+// may have confirmed a commit.
+func (a *Agent) changeSync(ctx context.Context, mode string, want []string, n int, st postgres.Status) error {
+	cur := a.topo.SyncSet
+	// Widen first: a member must be in the recorded set before it can
+	// confirm commits.
+	union := sortedUnion(cur, want)
+	if len(want) > 0 && !slices.Equal(union, sorted(cur)) {
+		if err := a.setSyncSet(ctx, union); err != nil {
+			return err
+		}
+	}
+	if len(want) == 0 && len(cur) > 0 {
+		// Going asynchronous (relaxed policy): first make sure no replica is
+		// promoted automatically on the strength of the old set.
+		if err := a.setSyncSet(ctx, nil); err != nil {
+			return err
+		}
+	}
+	if err := a.pg.WriteConfig(a.primarySettings(want, n, false)); err != nil {
+		return err
+	}
+	if err := a.pg.Reload(); err != nil {
+		return err
+	}
+	a.event(ctx, cluster.EventSyncChanged, "synchronous standbys now %q (policy %s)", postgres.SyncStandbyNamesAny(n, want), mode)
+	a.syncList = want
+	a.syncPending = nil
+	if len(want) > 0 && !slices.Equal(sorted(want), union) {
+		// Narrow later, once the remaining replicas hold everything.
+		a.syncPending = &syncShrink{names: want, n: n, lsn: lsn(st.CurrentLSN)}
+	}
+	return nil
+}
+
+func (a *Agent) setSyncSet(ctx context.Context, set []string) error {
+	set = sorted(set)
+	t, rev, err := a.st.UpdateTopology(ctx, func(t *cluster.Topology) error {
+		if t.Primary != a.me.Name {
+			return fmt.Errorf("topology names %q as primary, not us", t.Primary)
+		}
+		t.SyncSet = set
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record synchronous set %v: %w", set, err)
+	}
+	a.topo, a.topoRev = t, rev
+	return nil
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+func sortedUnion(a, b []string) []string {
+	set := map[string]bool{}
+	for _, x := range a {
+		set[x] = true
+	}
+	for _, x := range b {
+		set[x] = true
+	}
+	out := make([]string, 0, len(set))
+	for x := range set {
+		out = append(out, x)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,396 @@
+package cluster
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Local is what an agent observes of its own member.
+type Local struct {
+	Name   string
+	Region string
+	// LeaseID is the agent's current etcd lease.
+	LeaseID int64
+	// LeaseValid is false once the lease has gone unrenewed for so long that
+	// it could expire within the demote margin.
+	LeaseValid bool
+	PGRunning  bool
+	InRecovery bool
+	Timeline   int
+	LSN        LSN
+}
+
+// View is everything Decide looks at. Members holds only live members (their
+// keys exist, so their agents are alive); the local member's published entry
+// may be stale, Local is authoritative for it.
+type View struct {
+	Now         time.Time
+	Local       Local
+	Topology    Topology
+	TopologyRev int64
+	// Leader is the holder of the local region's leader key, nil when absent.
+	Leader  *Leader
+	Members map[string]Member
+	// LostRev identifies the leaderless period the agent is in: the highest
+	// revision known at which there was no leader (deletion of the key, the
+	// snapshot at start-up, or a peer's report). Reports with a lower
+	// LeaderLostRev were measured before the period began and are stale.
+	LostRev int64
+	// LostAt is when the agent entered the leaderless period.
+	LostAt time.Time
+	// ReportTimeout bounds how long candidates wait for fresh reports.
+	ReportTimeout time.Duration
+	// MaxLag is the most a switchover target may lag behind, in bytes.
+	MaxLag int64
+}
+
+// Action is what the agent should do next.
+type Action int
+
+const (
+	// ActNone: nothing to change (healthy, or waiting; Reason says which).
+	ActNone Action = iota
+	// ActDemote: stop accepting writes at once (stop PostgreSQL).
+	ActDemote
+	// ActRelease: give up the leader key so a replica can take over
+	// (our PostgreSQL died and a replica can safely replace it).
+	ActRelease
+	// ActReleaseStale: the leader key names us but belongs to a previous
+	// incarnation's lease; delete it (after making sure PostgreSQL is not a
+	// primary) so the cluster does not wait for the lease to expire.
+	ActReleaseStale
+	// ActRestartPrimary: restart our crashed PostgreSQL in place while keeping
+	// the key, because no replica can take over safely.
+	ActRestartPrimary
+	// ActFinishPromote: we hold the key but PostgreSQL is still in recovery.
+	ActFinishPromote
+	// ActPromote: campaign for the leader key, then promote.
+	ActPromote
+	// ActFollow: be a replica of Target (the leader).
+	ActFollow
+	// ActStartStandby: no leader; run PostgreSQL read-only so that our WAL
+	// position can be reported and compared.
+	ActStartStandby
+	// ActHandover: planned switchover to Target: stop, then hand the key over.
+	ActHandover
+	// ActBlocked: automatic promotion is refused because too few members
+	// answered to be sure no acknowledged commit is missing (R + W <= N).
+	ActBlocked
+)
+
+var actionNames = map[Action]string{
+	ActNone: "none", ActDemote: "demote", ActRelease: "release", ActReleaseStale: "release-stale",
+	ActRestartPrimary: "restart-primary", ActFinishPromote: "finish-promote", ActPromote: "promote",
+	ActFollow: "follow", ActStartStandby: "start-standby", ActHandover: "handover", ActBlocked: "blocked",
+}
+
+func (a Action) String() string {
+	if s, ok := actionNames[a]; ok {
+		return s
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// Plan is Decide's answer.
+type Plan struct {
+	Action Action
+	Target string
+	Reason string
+}
+
+func (p Plan) String() string {
+	if p.Target != "" {
+		return fmt.Sprintf("%s %s: %s", p.Action, p.Target, p.Reason)
+	}
+	return fmt.Sprintf("%s: %s", p.Action, p.Reason)
+}
+
+func plan(a Action, target, format string, args ...any) Plan {
+	return Plan{Action: a, Target: target, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Decide returns what the local member should do. It is a pure function of
+// the view; the agent carries the plan out and calls Decide again on every
+// change it observes.
+func Decide(v View) Plan {
+	me := v.Local.Name
+	if v.Leader != nil && v.Leader.Member == me {
+		return decideHolder(v)
+	}
+	if v.Leader != nil {
+		if v.Local.PGRunning && !v.Local.InRecovery {
+			return plan(ActDemote, v.Leader.Member, "running as primary while %s holds the leader key", v.Leader.Member)
+		}
+		return plan(ActFollow, v.Leader.Member, "%s is the leader", v.Leader.Member)
+	}
+	return decideLeaderless(v)
+}
+
+func decideHolder(v View) Plan {
+	me := v.Local.Name
+	if v.Leader.LeaseID != v.Local.LeaseID {
+		if v.Local.PGRunning && !v.Local.InRecovery {
+			return plan(ActDemote, "", "the leader key belongs to a previous lease of this member")
+		}
+		return plan(ActReleaseStale, "", "the leader key belongs to a previous lease of this member")
+	}
+	if !v.Local.LeaseValid {
+		return plan(ActDemote, "", "leader lease could not be renewed in time")
+	}
+	if !v.Local.PGRunning {
+		if v.Topology.Paused {
+			return plan(ActRestartPrimary, "", "postgres is down and the cluster is paused")
+		}
+		if c, ok := takeoverPossible(v); ok {
+			return plan(ActRelease, c, "postgres is down and %s can take over", c)
+		}
+		return plan(ActRestartPrimary, "", "postgres is down and no replica can take over without risking acknowledged commits")
+	}
+	if v.Local.InRecovery {
+		return plan(ActFinishPromote, "", "holding the leader key while postgres is in recovery")
+	}
+	if sw := v.Topology.Switchover; sw != nil && sw.From == me && !sw.HandedOver && v.Now.Before(sw.Deadline) {
+		target, err := SwitchoverTarget(v.Topology, v.Members, me, sw.To, v.MaxLag)
+		if err != nil {
+			return plan(ActNone, "", "switchover waiting: %v", err)
+		}
+		return plan(ActHandover, target, "switchover requested")
+	}
+	if fo := v.Topology.Failover; fo != nil && v.Now.Before(fo.Deadline) && fo.To != "" && fo.To != me {
+		target, err := SwitchoverTarget(v.Topology, v.Members, me, fo.To, v.MaxLag)
+		if err != nil {
+			return plan(ActNone, "", "failover waiting: %v", err)
+		}
+		return plan(ActHandover, target, "manual failover to %s while the primary is healthy: done as a switchover", target)
+	}
+	return plan(ActNone, "", "healthy primary")
+}
+
+// takeoverPossible reports whether, if the leader released the key now, a
+// replica could be promoted automatically without risking acknowledged
+// commits: enough of the synchronous set is alive and streaming.
+func takeoverPossible(v View) (string, bool) {
+	var alive []string
+	for _, name := range eligible(v.Topology, v.Members, v.Local.Region) {
+		m, ok := v.Members[name]
+		if !ok || m.Name == v.Local.Name || m.Region != v.Local.Region {
+			continue
+		}
+		if m.State == StateRunning && m.Role == RoleReplica {
+			alive = append(alive, name)
+		}
+	}
+	if len(alive) == 0 {
+		return "", false
+	}
+	if v.Topology.SyncMode != SyncOff {
+		n := len(v.Topology.SyncSet)
+		if n == 0 || len(alive)+syncCount(v.Topology) <= n {
+			return "", false
+		}
+	}
+	sort.Strings(alive)
+	return alive[0], true
+}
+
+func syncCount(t Topology) int {
+	if t.SyncCount < 1 {
+		return 1
+	}
+	return t.SyncCount
+}
+
+// eligible lists the members that may be promoted automatically: the
+// synchronous set. The last primary is deliberately not eligible even though
+// its WAL holds every commit it acknowledged: a primary that lost its key never
+// comes back as primary by itself (invariant 5); it rejoins as a replica.
+// With synchronous replication off, every member of the region is eligible.
+func eligible(t Topology, members map[string]Member, region string) []string {
+	set := map[string]bool{}
+	if t.SyncMode == SyncOff {
+		for name, m := range members {
+			if m.Region == region || region == "" {
+				set[name] = true
+			}
+		}
+	}
+	for _, n := range t.SyncSet {
+		set[n] = true
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// candidate is a member's WAL position as reported for a leaderless period.
+type candidate struct {
+	name     string
+	timeline int
+	lsn      LSN
+}
+
+func better(a, b candidate, lastPrimary string) bool {
+	if a.timeline != b.timeline {
+		return a.timeline > b.timeline
+	}
+	if a.lsn != b.lsn {
+		return a.lsn > b.lsn
+	}
+	// Equal WAL: keep the last primary to avoid a needless timeline switch,
+	// then the name decides so every member computes the same winner.
+	if (a.name == lastPrimary) != (b.name == lastPrimary) {
+		return a.name == lastPrimary
+	}
+	return a.name < b.name
+}
+
+func decideLeaderless(v View) Plan {
+	me := v.Local.Name
+	if !v.Local.PGRunning {
+		return plan(ActStartStandby, "", "no leader: start postgres read-only to report its WAL position")
+	}
+	if !v.Local.InRecovery {
+		return plan(ActDemote, "", "running as primary without holding the leader key")
+	}
+	if v.Topology.Paused {
+		return plan(ActNone, "", "no leader and the cluster is paused: no automatic promotion")
+	}
+
+	answered, pending := v.reports()
+
+	if sw := v.Topology.Switchover; sw != nil && sw.HandedOver && v.Now.Before(sw.Deadline) {
+		if sw.To != me {
+			return plan(ActNone, sw.To, "switchover to %s in progress", sw.To)
+		}
+		if v.Local.LSN < sw.MinLSN {
+			return plan(ActNone, "", "switchover target catching up: at %s, need %s", v.Local.LSN, sw.MinLSN)
+		}
+		return plan(ActPromote, "", "switchover target has received everything up to %s", sw.MinLSN)
+	}
+
+	if fo := v.Topology.Failover; fo != nil && v.Now.Before(fo.Deadline) && fo.AllowDataLoss {
+		var best *candidate
+		for _, c := range answered {
+			if fo.To != "" && c.name != fo.To {
+				continue
+			}
+			if best == nil || better(c, *best, v.Topology.Primary) {
+				c := c
+				best = &c
+			}
+		}
+		if best == nil {
+			return plan(ActNone, fo.To, "manual failover: target has not reported")
+		}
+		if best.name == me {
+			return plan(ActPromote, "", "manual failover with --allow-data-loss")
+		}
+		return plan(ActNone, best.name, "manual failover to %s", best.name)
+	}
+
+	elig := eligible(v.Topology, v.Members, v.Local.Region)
+	if !contains(elig, me) {
+		return plan(ActNone, "", "not eligible for promotion (not in the synchronous set %v)", v.Topology.SyncSet)
+	}
+	var waitFor []string
+	for _, n := range pending {
+		if contains(elig, n) {
+			waitFor = append(waitFor, n)
+		}
+	}
+	if len(waitFor) > 0 && v.Now.Sub(v.LostAt) < v.ReportTimeout {
+		return plan(ActNone, "", "waiting for WAL positions from %s", strings.Join(waitFor, ", "))
+	}
+
+	var best *candidate
+	answeredSet := map[string]bool{}
+	for _, c := range answered {
+		if !contains(elig, c.name) {
+			continue
+		}
+		answeredSet[c.name] = true
+		if best == nil || better(c, *best, v.Topology.Primary) {
+			c := c
+			best = &c
+		}
+	}
+	if ok, why := quorumAnswered(v.Topology, answeredSet); !ok {
+		return plan(ActBlocked, "", "%s", why)
+	}
+	if best == nil {
+		return plan(ActNone, "", "no candidate has reported")
+	}
+	if fo := v.Topology.Failover; fo != nil && v.Now.Before(fo.Deadline) && fo.To != "" && fo.To != best.name {
+		return plan(ActBlocked, fo.To, "manual failover to %s refused: %s has more WAL (%s); use --allow-data-loss to force", fo.To, best.name, best.lsn)
+	}
+	if best.name == me {
+		return plan(ActPromote, "", "most WAL among the eligible members that answered (timeline %d, %s)", best.timeline, best.lsn)
+	}
+	return plan(ActNone, best.name, "%s has the most WAL (timeline %d, %s)", best.name, best.timeline, best.lsn)
+}
+
+// quorumAnswered says whether the members that answered are enough to be
+// sure that one of them holds every acknowledged commit.
+func quorumAnswered(t Topology, answered map[string]bool) (bool, string) {
+	if t.SyncMode == SyncOff {
+		return true, ""
+	}
+	n := len(t.SyncSet)
+	if n == 0 {
+		return false, "the synchronous set is empty: no replica is known to hold every acknowledged commit"
+	}
+	r := 0
+	for _, name := range t.SyncSet {
+		if answered[name] {
+			r++
+		}
+	}
+	w := syncCount(t)
+	if r+w <= n {
+		return false, fmt.Sprintf("only %d of the %d synchronous members %v answered and commits need %d: R + W <= N, an acknowledged commit may be missing; use `holdfast failover --allow-data-loss` to force", r, n, t.SyncSet, w)
+	}
+	return true, ""
+}
+
+// reports splits the region's live members into those whose WAL position was
+// measured during this leaderless period (with the local member's own
+// position) and those not yet heard from.
+func (v View) reports() (answered []candidate, pending []string) {
+	answered = append(answered, candidate{v.Local.Name, v.Local.Timeline, v.Local.LSN})
+	names := make([]string, 0, len(v.Members))
+	for n := range v.Members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := v.Members[n]
+		if n == v.Local.Name || m.Region != v.Local.Region {
+			continue
+		}
+		if m.LeaderLostRev < v.LostRev || m.LeaderLostRev == 0 {
+			pending = append(pending, n)
+			continue
+		}
+		if m.State != StateRunning || m.Role != RoleReplica {
+			// Alive but with no WAL position to offer (postgres down or
+			// rejoining): it has answered that it cannot be a candidate.
+			continue
+		}
+		answered = append(answered, candidate{n, m.Timeline, m.LSN})
+	}
+	return answered, pending
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,268 @@
+// Package config reads holdfast's deployment configuration: YAML, then
+// HOLDFAST_* environment overrides, then validation that names the offending
+// field. Every component gets its settings from the one Config so that `up`,
+// `agent` and the CLI agree on names, ports and paths.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole deployment.
+type Config struct {
+	// Cluster names the cluster; it prefixes every key in etcd.
+	Cluster string `yaml:"cluster"`
+	// DataDir holds every member's data, the embedded etcd and the secrets.
+	// Relative paths are resolved against the directory holdfast runs in.
+	DataDir string `yaml:"data_dir"`
+	// PrimaryRegion is the region whose leader is the writable primary.
+	PrimaryRegion string `yaml:"primary_region"`
+
+	Etcd     Etcd     `yaml:"etcd"`
+	Postgres Postgres `yaml:"postgres"`
+	Failover Failover `yaml:"failover"`
+	Agent    Agent    `yaml:"agent"`
+	Regions  []Region `yaml:"regions"`
+}
+
+// Etcd says where cluster state lives.
+type Etcd struct {
+	// Endpoints the agents and the CLI talk to.
+	Endpoints []string `yaml:"endpoints"`
+	// Embedded makes `holdfast up` run an etcd server itself on ClientURL.
+	Embedded bool `yaml:"embedded"`
+	// ClientURL and PeerURL are the embedded server's listeners.
+	ClientURL string `yaml:"client_url"`
+	PeerURL   string `yaml:"peer_url"`
+	// DialTimeout bounds connecting to etcd; RequestTimeout bounds each call.
+	DialTimeout    Duration `yaml:"dial_timeout"`
+	RequestTimeout Duration `yaml:"request_timeout"`
+}
+
+// Postgres is how members run PostgreSQL.
+type Postgres struct {
+	// BinDir holds postgres, initdb, pg_basebackup, pg_rewind, pg_controldata.
+	BinDir string `yaml:"bin_dir"`
+	// OSUser runs PostgreSQL when holdfast runs as root (PostgreSQL refuses root).
+	OSUser string `yaml:"os_user"`
+	// SuperUser is the database superuser the agents use (password in secrets).
+	SuperUser string `yaml:"superuser"`
+	// ReplicationUser streams WAL between members (password in secrets).
+	ReplicationUser string `yaml:"replication_user"`
+	// AppUser and AppDatabase are created by `up` for applications.
+	AppUser     string `yaml:"app_user"`
+	AppDatabase string `yaml:"app_database"`
+	// SecretsDir holds admin.env, app.env and replication.env (mode 0600).
+	// Default: <data_dir>/secrets.
+	SecretsDir string `yaml:"secrets_dir"`
+	// Parameters are extra postgresql.conf settings applied to every member.
+	Parameters map[string]string `yaml:"parameters"`
+}
+
+// Failover tunes leader leases and promotion.
+type Failover struct {
+	// LeaseTTL is how long a silent agent keeps its keys: the node-loss
+	// detection time. Must exceed 2 x RenewInterval.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+	// RenewInterval is how often an agent renews its lease.
+	RenewInterval Duration `yaml:"renew_interval"`
+	// DemoteMargin: a primary that has not renewed its lease stops accepting
+	// writes this long before the lease could expire.
+	DemoteMargin Duration `yaml:"demote_margin"`
+	// ReportTimeout is how long candidates wait for every live member's WAL
+	// position after the leader is lost before deciding without it.
+	ReportTimeout Duration `yaml:"report_timeout"`
+	// SyncMode: quorum (default: commits wait for SyncCount replicas),
+	// relaxed (synchronous while a replica is healthy), off (asynchronous).
+	SyncMode string `yaml:"sync_mode"`
+	// SyncCount is how many synchronous replicas confirm each commit (ANY n).
+	SyncCount int `yaml:"sync_count"`
+	// MaxLagOnSwitchover: a switchover target further behind is refused.
+	MaxLagOnSwitchover ByteSize `yaml:"max_lag_on_switchover"`
+	// SwitchoverTimeout bounds a planned switchover end to end.
+	SwitchoverTimeout Duration `yaml:"switchover_timeout"`
+}
+
+// Agent tunes the member loop.
+type Agent struct {
+	// LoopInterval is the period of the safety-net loop; watches drive
+	// everything else.
+	LoopInterval Duration `yaml:"loop_interval"`
+	// StartTimeout bounds a PostgreSQL start (crash recovery included).
+	StartTimeout Duration `yaml:"start_timeout"`
+}
+
+// Region is a group of members; one region holds the primary.
+type Region struct {
+	Name    string   `yaml:"name"`
+	Members []Member `yaml:"members"`
+}
+
+// Member is one PostgreSQL instance and its agent.
+type Member struct {
+	Name string `yaml:"name"`
+	Zone string `yaml:"zone"`
+	// Host is the address PostgreSQL listens on and others reach it by.
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// DataDir overrides <data_dir>/members/<name>.
+	DataDir string `yaml:"data_dir,omitempty"`
+}
+
+// Default returns the configuration `holdfast up` uses with no config file:
+// cluster demo, region home, three members on 15432-15434.
+func Default() Config {
+	return Config{
+		Cluster:       "demo",
+		DataDir:       "holdfast-data",
+		PrimaryRegion: "home",
+		Etcd: Etcd{
+			Endpoints:      []string{"127.0.0.1:2379"},
+			Embedded:       true,
+			ClientURL:      "http://127.0.0.1:2379",
+			PeerURL:        "http://127.0.0.1:2380",
+			DialTimeout:    Duration(2e9),
+			RequestTimeout: Duration(2e9),
+		},
+		Postgres: Postgres{
+			BinDir:          "/usr/lib/postgresql/15/bin",
+			OSUser:          "postgres",
+			SuperUser:       "postgres",
+			ReplicationUser: "replicator",
+			AppUser:         "app",
+			AppDatabase:     "app",
+			Parameters:      map[string]string{},
+		},
+		Failover: Failover{
+			LeaseTTL:           Duration(2e9),
+			RenewInterval:      Duration(400e6),
+			DemoteMargin:       Duration(500e6),
+			ReportTimeout:      Duration(1e9),
+			SyncMode:           "quorum",
+			SyncCount:          1,
+			MaxLagOnSwitchover: 16 << 20,
+			SwitchoverTimeout:  Duration(30e9),
+		},
+		Agent: Agent{
+			LoopInterval: Duration(1e9),
+			StartTimeout: Duration(120e9),
+		},
+		Regions: []Region{{
+			Name: "home",
+			Members: []Member{
+				{Name: "home-a", Zone: "a", Host: "127.0.0.1", Port: 15432},
+				{Name: "home-b", Zone: "b", Host: "127.0.0.1", Port: 15433},
+				{Name: "home-c", Zone: "c", Host: "127.0.0.1", Port: 15434},
+			},
+		}},
+	}
+}
+
+// ErrInvalid marks validation failures; the CLI exits with code 2 on them.
+var ErrInvalid = errors.New("invalid config")
+
+// Parse reads YAML on top of the defaults. Unknown fields are errors, so a
+// typo does not silently fall back to a default.
+func Parse(data []byte) (Config, error) {
+	c := Default()
+	// A config that lists regions replaces the default ones entirely.
+	c.Regions = nil
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if c.Regions == nil {
+		c.Regions = Default().Regions
+	}
+	if c.Postgres.Parameters == nil {
+		c.Postgres.Parameters = map[string]string{}
+	}
+	return c, nil
+}
+
+// Load reads FILE (or the defaults when path is empty), applies HOLDFAST_*
+// environment overrides, resolves paths and validates.
+func Load(path string, environ []string) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: read %s: %v", ErrInvalid, path, err)
+		}
+		if c, err = Parse(data); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if err := ApplyEnv(&c, environ); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	c.Resolve()
+	return c, nil
+}
+
+// Resolve makes paths absolute and fills derived defaults (Load calls it;
+// callers that build a Config in code call it themselves).
+func (c *Config) Resolve() {
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.Postgres.SecretsDir == "" {
+		c.Postgres.SecretsDir = filepath.Join(c.DataDir, "secrets")
+	} else if abs, err := filepath.Abs(c.Postgres.SecretsDir); err == nil {
+		c.Postgres.SecretsDir = abs
+	}
+}
+
+// Marshal renders the config as commented-free YAML (see docs/configuration.md
+// for what each field means).
+func (c Config) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// FindMember returns the member named name and its region.
+func (c Config) FindMember(name string) (Member, Region, bool) {
+	for _, r := range c.Regions {
+		for _, m := range r.Members {
+			if m.Name == name {
+				return m, r, true
+			}
+		}
+	}
+	return Member{}, Region{}, false
+}
+
+// MemberNames lists every member in config order.
+func (c Config) MemberNames() []string {
+	var out []string
+	for _, r := range c.Regions {
+		for _, m := range r.Members {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// MemberDir is where a member keeps pgdata/ and conf/.
+func (c Config) MemberDir(m Member) string {
+	if m.DataDir != "" {
+		return m.DataDir
+	}
+	return filepath.Join(c.DataDir, "members", m.Name)
+}

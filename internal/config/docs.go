@@ -1,0 +1,108 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// fieldDocs documents every field; `--print-config` writes them as comments
+// and TestEveryFieldDocumented keeps the list complete.
+var fieldDocs = map[string]string{
+	"cluster":        "Name of the cluster; every key in etcd is under /holdfast/<cluster>/.",
+	"data_dir":       "Directory for members' data, the embedded etcd and secrets (relative to where holdfast runs).",
+	"primary_region": "Region whose leader is the writable primary.",
+
+	"etcd":                 "Where cluster state (members, leader leases, topology, events) lives.",
+	"etcd.endpoints":       "etcd client endpoints used by agents and the CLI (env: comma-separated).",
+	"etcd.embedded":        "holdfast up runs a single-node etcd itself on client_url.",
+	"etcd.client_url":      "Client listener of the embedded etcd.",
+	"etcd.peer_url":        "Peer listener of the embedded etcd.",
+	"etcd.dial_timeout":    "How long to wait when connecting to etcd.",
+	"etcd.request_timeout": "Upper bound of each etcd request.",
+
+	"postgres":                  "How members run PostgreSQL.",
+	"postgres.bin_dir":          "Directory of postgres, initdb, pg_basebackup, pg_rewind, pg_controldata.",
+	"postgres.os_user":          "OS user that runs PostgreSQL when holdfast runs as root.",
+	"postgres.superuser":        "Database superuser used by agents (password in secrets_dir/admin.env).",
+	"postgres.replication_user": "Role replicas stream WAL with (password in secrets_dir/replication.env).",
+	"postgres.app_user":         "Login role created for applications (password in secrets_dir/app.env).",
+	"postgres.app_database":     "Database created for applications, owned by app_user.",
+	"postgres.secrets_dir":      "Directory of admin.env, app.env, replication.env (mode 0600). Empty: <data_dir>/secrets.",
+	"postgres.parameters":       "Extra postgresql.conf settings for every member (settings holdfast manages are refused).",
+
+	"failover":                       "Leader leases and promotion.",
+	"failover.lease_ttl":             "Lease of each agent: a silent node is declared lost after this long. Whole seconds, more than 2 x renew_interval.",
+	"failover.renew_interval":        "How often an agent renews its lease.",
+	"failover.demote_margin":         "A primary that could not renew stops accepting writes this long before its lease could expire.",
+	"failover.report_timeout":        "How long candidates wait for each live member's WAL position after the leader is lost.",
+	"failover.sync_mode":             "quorum: commits wait for sync_count replicas (ANY n), always; relaxed: synchronous while a replica is healthy; off: asynchronous (failover may lose commits).",
+	"failover.sync_count":            "How many synchronous replicas confirm each commit (the n in ANY n).",
+	"failover.max_lag_on_switchover": "A switchover to a replica further behind than this is refused.",
+	"failover.switchover_timeout":    "Upper bound of a planned switchover.",
+
+	"agent":               "The member loop.",
+	"agent.loop_interval": "Period of the agent's safety-net loop; etcd watches and process exits drive everything else.",
+	"agent.start_timeout": "Upper bound of a PostgreSQL start, crash recovery included.",
+
+	"regions":                  "Regions and their members. The first listed member bootstraps a new cluster.",
+	"regions.name":             "Region name.",
+	"regions.members":          "Members of the region.",
+	"regions.members.name":     "Member name: unique across the cluster; also the replication slot and application_name.",
+	"regions.members.zone":     "Availability zone, informational.",
+	"regions.members.host":     "Address PostgreSQL listens on and other members reach it by.",
+	"regions.members.port":     "PostgreSQL port.",
+	"regions.members.data_dir": "Overrides <data_dir>/members/<name>.",
+}
+
+// MarshalCommented renders the config as YAML with each field's documentation
+// as a comment above it.
+func (c Config) MarshalCommented() ([]byte, error) {
+	var root yaml.Node
+	if err := root.Encode(c); err != nil {
+		return nil, err
+	}
+	annotate(&root, "")
+	var b bytes.Buffer
+	b.WriteString("# holdfast configuration. Every field can be overridden by HOLDFAST_<PATH>,\n# e.g. HOLDFAST_FAILOVER_LEASE_TTL=3s. Check a file with `holdfast config check FILE`.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func annotate(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if doc, ok := fieldDocs[p]; ok && !strings.HasPrefix(path, "postgres.parameters") {
+				k.HeadComment = doc
+			}
+			annotate(v, p)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if i > 0 {
+				// Document the first element only; the rest repeat it.
+				clearComments(item)
+				continue
+			}
+			annotate(item, path)
+		}
+	}
+}
+
+func clearComments(n *yaml.Node) {
+	n.HeadComment = ""
+	for _, c := range n.Content {
+		clearComments(c)
+	}
+}

@@ -1,0 +1,189 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,40}$`)
+
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+}
+
+// Validate checks every field and the relations between them. The error names
+// the field (as written in YAML) and the reason.
+func (c Config) Validate() error {
+	if !nameRE.MatchString(c.Cluster) {
+		return invalid("cluster", "%q must be lower-case letters, digits and '-', starting with a letter", c.Cluster)
+	}
+	if c.DataDir == "" {
+		return invalid("data_dir", "must not be empty")
+	}
+	if err := c.Etcd.validate(); err != nil {
+		return err
+	}
+	if err := c.Postgres.validate(); err != nil {
+		return err
+	}
+	if err := c.Failover.validate(); err != nil {
+		return err
+	}
+	if c.Agent.LoopInterval.D() < 50*time.Millisecond {
+		return invalid("agent.loop_interval", "%s is too short (minimum 50ms)", c.Agent.LoopInterval)
+	}
+	if c.Agent.StartTimeout.D() < time.Second {
+		return invalid("agent.start_timeout", "%s is too short (minimum 1s)", c.Agent.StartTimeout)
+	}
+	return c.validateRegions()
+}
+
+func (e Etcd) validate() error {
+	if len(e.Endpoints) == 0 {
+		return invalid("etcd.endpoints", "at least one endpoint is required")
+	}
+	for i, ep := range e.Endpoints {
+		if ep == "" || strings.ContainsAny(ep, " \t") {
+			return invalid(fmt.Sprintf("etcd.endpoints[%d]", i), "%q is not an address", ep)
+		}
+	}
+	if e.Embedded {
+		for field, v := range map[string]string{"etcd.client_url": e.ClientURL, "etcd.peer_url": e.PeerURL} {
+			u, err := url.Parse(v)
+			if err != nil || u.Scheme != "http" || u.Host == "" {
+				return invalid(field, "%q must be an http:// URL with host and port", v)
+			}
+			if _, _, err := net.SplitHostPort(u.Host); err != nil {
+				return invalid(field, "%q must include a port", v)
+			}
+		}
+		if e.ClientURL == e.PeerURL {
+			return invalid("etcd.peer_url", "must differ from etcd.client_url")
+		}
+	}
+	if e.DialTimeout.D() <= 0 {
+		return invalid("etcd.dial_timeout", "must be positive")
+	}
+	if e.RequestTimeout.D() <= 0 {
+		return invalid("etcd.request_timeout", "must be positive")
+	}
+	return nil
+}
+
+var roleRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+func (p Postgres) validate() error {
+	if p.BinDir == "" {
+		return invalid("postgres.bin_dir", "must not be empty")
+	}
+	for field, v := range map[string]string{
+		"postgres.superuser": p.SuperUser, "postgres.replication_user": p.ReplicationUser,
+		"postgres.app_user": p.AppUser, "postgres.app_database": p.AppDatabase,
+	} {
+		if !roleRE.MatchString(v) {
+			return invalid(field, "%q must be a lower-case SQL identifier", v)
+		}
+	}
+	if p.SuperUser == p.ReplicationUser || p.AppUser == p.SuperUser || p.AppUser == p.ReplicationUser {
+		return invalid("postgres.app_user", "superuser, replication_user and app_user must be three different roles")
+	}
+	for k := range p.Parameters {
+		if !roleRE.MatchString(k) && !strings.Contains(k, ".") {
+			return invalid("postgres.parameters."+k, "not a PostgreSQL setting name")
+		}
+		switch k {
+		case "port", "listen_addresses", "unix_socket_directories", "hba_file", "ident_file", "config_file",
+			"data_directory", "primary_conninfo", "primary_slot_name", "synchronous_standby_names", "wal_level", "hot_standby":
+			return invalid("postgres.parameters."+k, "is managed by holdfast and cannot be set here")
+		}
+	}
+	return nil
+}
+
+func (f Failover) validate() error {
+	if f.RenewInterval.D() < 50*time.Millisecond {
+		return invalid("failover.renew_interval", "%s is too short (minimum 50ms)", f.RenewInterval)
+	}
+	if f.LeaseTTL.D() < time.Second {
+		return invalid("failover.lease_ttl", "%s is too short: etcd grants leases of at least 1s", f.LeaseTTL)
+	}
+	if f.LeaseTTL.D()%time.Second != 0 {
+		return invalid("failover.lease_ttl", "%s must be whole seconds (etcd lease granularity)", f.LeaseTTL)
+	}
+	if f.LeaseTTL.D() <= 2*f.RenewInterval.D() {
+		return invalid("failover.lease_ttl", "%s must exceed twice failover.renew_interval (%s)", f.LeaseTTL, f.RenewInterval)
+	}
+	if f.DemoteMargin.D() <= 0 || f.DemoteMargin.D() >= f.LeaseTTL.D()-f.RenewInterval.D() {
+		return invalid("failover.demote_margin", "%s must be positive and less than lease_ttl - renew_interval (%s)",
+			f.DemoteMargin, f.LeaseTTL.D()-f.RenewInterval.D())
+	}
+	if f.ReportTimeout.D() <= 0 {
+		return invalid("failover.report_timeout", "must be positive")
+	}
+	switch f.SyncMode {
+	case "quorum", "relaxed", "off":
+	default:
+		return invalid("failover.sync_mode", "%q must be one of quorum, relaxed, off", f.SyncMode)
+	}
+	if f.SyncCount < 1 {
+		return invalid("failover.sync_count", "%d must be at least 1", f.SyncCount)
+	}
+	if f.MaxLagOnSwitchover < 0 {
+		return invalid("failover.max_lag_on_switchover", "must not be negative")
+	}
+	if f.SwitchoverTimeout.D() < time.Second {
+		return invalid("failover.switchover_timeout", "%s is too short (minimum 1s)", f.SwitchoverTimeout)
+	}
+	return nil
+}
+
+func (c Config) validateRegions() error {
+	if len(c.Regions) == 0 {
+		return invalid("regions", "at least one region is required")
+	}
+	names := map[string]string{}
+	addrs := map[string]string{}
+	regions := map[string]bool{}
+	for ri, r := range c.Regions {
+		rf := fmt.Sprintf("regions[%d]", ri)
+		if !nameRE.MatchString(r.Name) {
+			return invalid(rf+".name", "%q must be lower-case letters, digits and '-', starting with a letter", r.Name)
+		}
+		if regions[r.Name] {
+			return invalid(rf+".name", "region %q is listed twice", r.Name)
+		}
+		regions[r.Name] = true
+		if len(r.Members) == 0 {
+			return invalid(rf+".members", "region %q has no members", r.Name)
+		}
+		for mi, m := range r.Members {
+			mf := fmt.Sprintf("%s.members[%d]", rf, mi)
+			if !nameRE.MatchString(m.Name) {
+				return invalid(mf+".name", "%q must be lower-case letters, digits and '-', starting with a letter", m.Name)
+			}
+			if prev, ok := names[m.Name]; ok {
+				return invalid(mf+".name", "%q is already used by %s", m.Name, prev)
+			}
+			names[m.Name] = mf
+			if m.Host == "" {
+				return invalid(mf+".host", "must not be empty")
+			}
+			if m.Port < 1 || m.Port > 65535 {
+				return invalid(mf+".port", "%d is not a TCP port", m.Port)
+			}
+			addr := net.JoinHostPort(m.Host, fmt.Sprint(m.Port))
+			if prev, ok := addrs[addr]; ok {
+				return invalid(mf+".port", "%d is used by %s", m.Port, prev)
+			}
+			addrs[addr] = mf
+		}
+	}
+	if !regions[c.PrimaryRegion] {
+		return invalid("primary_region", "%q is not one of the regions", c.PrimaryRegion)
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// PutMember publishes m under members/<m.Name>, attached to lease so that the
+// report disappears when the agent dies. m.LeaseID is set to lease. A lease is
+// required: a report without one would outlive its agent and look alive.
+func (s *Store) PutMember(ctx context.Context, m cluster.Member, lease LeaseID) error {
+	if err := validName(m.Name); err != nil {
+		return fmt.Errorf("store: put member: %w", err)
+	}
+	if lease == 0 {
+		return fmt.Errorf("store: put member %s: no lease: member reports must be attached to the agent's lease", m.Name)
+	}
+	m.LeaseID = int64(lease)
+	val, err := encode("member", m)
+	if err != nil {
+		return err
+	}
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := s.cli.Put(ctx, s.memberKey(m.Name), val, clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
+		return wrapErr(ctx, "put member "+m.Name, err)
+	}
+	return nil
+}
+
+// DeleteMember removes a member's report (deleting an absent one is not an error).
+func (s *Store) DeleteMember(ctx context.Context, name string) error {
+	if err := validName(name); err != nil {
+		return fmt.Errorf("store: delete member: %w", err)
+	}
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := s.cli.Delete(ctx, s.memberKey(name)); err != nil {
+		return wrapErr(ctx, "delete member "+name, err)
+	}
+	return nil
+}
+
+// Members returns the live members' reports by name. Undecodable reports are
+// logged and left out: one bad value must not blind every agent.
+func (s *Store) Members(ctx context.Context) (map[string]cluster.Member, error) {
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+membersDir, clientv3.WithPrefix())
+	if err != nil {
+		return nil, wrapErr(ctx, "get members", err)
+	}
+	out := make(map[string]cluster.Member, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if m, ok := s.memberFromKV(kv); ok {
+			out[m.Name] = m
+		}
+	}
+	return out, nil
+}
+
+// memberFromKV decodes a members/ key, logging what it cannot use.
+func (s *Store) memberFromKV(kv *mvccpb.KeyValue) (cluster.Member, bool) {
+	kind, name := parseKey(s.prefix, string(kv.Key))
+	if kind != keyMember {
+		s.log.Warn("ignoring unexpected key", "key", string(kv.Key))
+		return cluster.Member{}, false
+	}
+	m, err := decodeMember(name, kv.Value)
+	if err != nil {
+		s.log.Warn("skipping undecodable member report", "key", string(kv.Key), "mod_revision", kv.ModRevision, "err", err)
+		return cluster.Member{}, false
+	}
+	if kv.Lease != 0 {
+		// The lease the key is actually attached to is the truth.
+		m.LeaseID = kv.Lease
+	}
+	return m, true
+}

@@ -1,0 +1,398 @@
+package supervisor_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/supervisor"
+	"github.com/holdfast/holdfast/internal/testutil"
+)
+
+// harness is one real cluster: embedded etcd, three agent processes, three
+// PostgreSQL instances, on free ports in a temp dir.
+type harness struct {
+	t   *testing.T
+	cfg config.Config
+	sup *supervisor.Supervisor
+	app config.Credentials
+
+	sampleStop chan struct{}
+	sampleDone chan struct{}
+	mu         sync.Mutex
+	violations []string // guarded by mu
+	samples    int      // guarded by mu
+}
+
+type testLog struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *testLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func startCluster(t *testing.T) *harness {
+	t.Helper()
+	if !testutil.HavePostgres() {
+		t.Skip("PostgreSQL 15 is not installed (run scripts/install-deps.sh)")
+	}
+	bin := testutil.Binary(t)
+	cfg := config.Default()
+	cfg.Cluster = "it"
+	cfg.DataDir = testutil.TempDir(t)
+	client, peer := testutil.FreePort(t), testutil.FreePort(t)
+	cfg.Etcd.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", client)
+	cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", peer)
+	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", client)}
+	for i := range cfg.Regions[0].Members {
+		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
+	}
+	out := &testLog{t: t}
+	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, Out: out, RestartDelay: 3 * time.Second}, slog.New(slog.NewTextHandler(out, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := sup.Open(ctx); err != nil {
+		t.Fatalf("open: %v\n%s", err, out.b.String())
+	}
+	cfg.Resolve()
+	h := &harness{t: t, cfg: cfg, sup: sup}
+	t.Cleanup(func() {
+		h.stopSampling()
+		_ = sup.Close(context.Background())
+		if t.Failed() {
+			out.mu.Lock()
+			t.Logf("supervisor output:\n%s", out.b.String())
+			out.mu.Unlock()
+		}
+	})
+	_, _, h.app, err = cfg.EnsureSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.startSampling()
+	return h
+}
+
+func (h *harness) status() admin.ClusterStatus {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := admin.Status(ctx, h.sup.Store(), h.cfg)
+	if err != nil {
+		h.t.Fatalf("status: %v", err)
+	}
+	return s
+}
+
+func (h *harness) member(s admin.ClusterStatus, name string) admin.MemberStatus {
+	for _, m := range s.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	h.t.Fatalf("member %s not in status", name)
+	return admin.MemberStatus{}
+}
+
+func (h *harness) dsn(m admin.MemberStatus) string {
+	return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s connect_timeout=2", m.Host, m.Port, h.app.User, h.app.Password, h.app.Database)
+}
+
+// primaryDSN is the writer's target: the member holding the leader key and
+// reporting itself primary.
+func (h *harness) primaryDSN() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := admin.Status(ctx, h.sup.Store(), h.cfg)
+	if err != nil {
+		return ""
+	}
+	for _, m := range s.Members {
+		if m.Role == cluster.RolePrimary && m.Leader {
+			return h.dsn(m)
+		}
+	}
+	return ""
+}
+
+// startSampling checks, every 20 ms, that no two members report primary
+// for the same generation.
+func (h *harness) startSampling() {
+	h.sampleStop, h.sampleDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(h.sampleDone)
+		for {
+			select {
+			case <-h.sampleStop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			snap, err := h.sup.Store().Snapshot(ctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			byGen := map[int64][]string{}
+			for _, m := range snap.Members {
+				if m.Role == cluster.RolePrimary {
+					byGen[m.Generation] = append(byGen[m.Generation], m.Name)
+				}
+			}
+			h.mu.Lock()
+			h.samples++
+			for g, names := range byGen {
+				if len(names) > 1 {
+					h.violations = append(h.violations, fmt.Sprintf("generation %d: %v all report primary", g, names))
+				}
+			}
+			h.mu.Unlock()
+		}
+	}()
+}
+
+func (h *harness) stopSampling() {
+	if h.sampleStop == nil {
+		return
+	}
+	select {
+	case <-h.sampleStop:
+		return
+	default:
+	}
+	close(h.sampleStop)
+	<-h.sampleDone
+}
+
+func (h *harness) checkSamples() {
+	h.t.Helper()
+	h.stopSampling()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.samples < 10 {
+		h.t.Errorf("only %d status samples taken", h.samples)
+	}
+	for _, v := range h.violations {
+		h.t.Errorf("two primaries: %s", v)
+	}
+}
+
+func (h *harness) primary() admin.MemberStatus {
+	var p admin.MemberStatus
+	testutil.Eventually(h.t, 30*time.Second, "a primary", func() error {
+		for _, m := range h.status().Members {
+			if m.Role == cluster.RolePrimary && m.Leader && m.State == cluster.StateRunning {
+				p = m
+				return nil
+			}
+		}
+		return testutil.ErrNotYet
+	})
+	return p
+}
+
+// newPrimary waits for a running primary other than old, in a later generation.
+func (h *harness) newPrimary(old admin.MemberStatus) admin.MemberStatus {
+	var p admin.MemberStatus
+	testutil.Eventually(h.t, 30*time.Second, "a new primary", func() error {
+		for _, m := range h.status().Members {
+			if m.Role == cluster.RolePrimary && m.Leader && m.State == cluster.StateRunning && m.Name != old.Name && m.Generation > old.Generation {
+				p = m
+				return nil
+			}
+		}
+		return testutil.ErrNotYet
+	})
+	return p
+}
+
+// rejoined waits until name runs as a streaming replica on the primary's timeline.
+func (h *harness) rejoined(name string, primary admin.MemberStatus) {
+	testutil.Eventually(h.t, 60*time.Second, name+" rejoining as a replica", func() error {
+		s := h.status()
+		m := h.member(s, name)
+		p := h.member(s, primary.Name)
+		if m.Role == cluster.RoleReplica && m.State == cluster.StateRunning && m.Timeline == p.Timeline && m.Sync {
+			return nil
+		}
+		return fmt.Errorf("%s is %s/%s on timeline %d (primary on %d), sync=%v", name, m.Role, m.State, m.Timeline, p.Timeline, m.Sync)
+	})
+}
+
+func (h *harness) startWriter() *testutil.Writer {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := testutil.CreateTable(ctx, h.dsn(h.primary())); err != nil {
+		h.t.Fatalf("create table: %v", err)
+	}
+	w := &testutil.Writer{Target: h.primaryDSN}
+	w.Start()
+	if err := w.WaitAcked(ctx, 50); err != nil {
+		h.t.Fatal(err)
+	}
+	return w
+}
+
+// finish stops the writer after more writes on the new primary and checks
+// that every acknowledged write is there.
+func (h *harness) finish(w *testutil.Writer, primary admin.MemberStatus) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WaitAcked(ctx, 50); err != nil {
+		h.t.Fatal(err)
+	}
+	w.Stop()
+	n, err := w.Verify(ctx, h.dsn(primary))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Logf("%d acknowledged writes, all present on %s", n, primary.Name)
+	h.checkSamples()
+}
+
+func TestKillPostmasterUnderWrites(t *testing.T) {
+	h := startCluster(t)
+	w := h.startWriter()
+	old := h.primary()
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p := h.newPrimary(old)
+	h.rejoined(old.Name, p)
+	h.finish(w, p)
+}
+
+func TestNodeLossAgentAndPostmaster(t *testing.T) {
+	h := startCluster(t)
+	w := h.startWriter()
+	old := h.primary()
+	if err := syscall.Kill(old.AgentPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p := h.newPrimary(old)
+	// The supervisor restarts the dead agent (a reboot); it rejoins.
+	h.rejoined(old.Name, p)
+	h.finish(w, p)
+}
+
+func TestFrozenPrimaryNeverAcceptsWritesAgain(t *testing.T) {
+	h := startCluster(t)
+	w := h.startWriter()
+	old := h.primary()
+	// Freeze the node: the agent, and the postmaster with all its children
+	// (its process group), past the lease TTL.
+	stop := func(sig syscall.Signal) {
+		if err := syscall.Kill(old.AgentPID, sig); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(-old.PID, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop(syscall.SIGSTOP)
+	p := h.newPrimary(old)
+	stop(syscall.SIGCONT)
+
+	// Until it has rejoined, the old primary must not acknowledge a write.
+	dsn := h.dsn(old)
+	var attempts, accepted int
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		attempts++
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			_, err = conn.Exec(ctx, "INSERT INTO acked (id) VALUES ($1)", -int64(attempts))
+			if err == nil {
+				accepted++
+			}
+			conn.Close(context.Background())
+		}
+		cancel()
+		m := h.member(h.status(), old.Name)
+		if m.Role == cluster.RoleReplica && m.State == cluster.StateRunning {
+			break
+		}
+	}
+	if accepted > 0 {
+		t.Errorf("the deposed primary accepted %d of %d writes after waking up", accepted, attempts)
+	}
+	t.Logf("%d write attempts on the deposed primary, none accepted", attempts)
+	h.rejoined(old.Name, p)
+	h.finish(w, p)
+	// None of the probe rows may exist on the new timeline either.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, h.dsn(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id < 0").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d writes made on the deposed primary reached the new primary", n)
+	}
+}
+
+func TestSwitchoverUnderWrites(t *testing.T) {
+	h := startCluster(t)
+	w := h.startWriter()
+	old := h.primary()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Refusals change nothing.
+	if _, err := admin.Switchover(ctx, h.sup.Store(), h.cfg, "nobody", func(string) {}); err == nil {
+		t.Fatal("switchover to an unknown member succeeded")
+	}
+	if _, err := admin.Switchover(ctx, h.sup.Store(), h.cfg, old.Name, func(string) {}); err == nil {
+		t.Fatal("switchover to the primary itself succeeded")
+	}
+	if s := h.status(); s.Primary != old.Name || s.Generation != old.Generation {
+		t.Fatalf("a refused switchover changed the cluster: %+v", s)
+	}
+
+	var target string
+	for _, m := range h.status().Members {
+		if m.Name != old.Name {
+			target = m.Name
+			break
+		}
+	}
+	res, err := admin.Switchover(ctx, h.sup.Store(), h.cfg, target, func(s string) { t.Log(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("switchover %s -> %s took %s", res.From, res.To, res.Took)
+	p := h.primary()
+	if p.Name != target {
+		t.Fatalf("primary is %s, want %s", p.Name, target)
+	}
+	h.rejoined(old.Name, p)
+	h.finish(w, p)
+}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package testutil
+
+// RaceEnabled is true when built with -race.
+const RaceEnabled = false

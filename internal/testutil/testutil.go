@@ -1,0 +1,97 @@
+// Package testutil holds helpers for tests that run real dependencies: the
+// holdfast binary, free ports, directories PostgreSQL may use when tests run
+// as root, and a writer that records which commits were acknowledged.
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TempDir returns a new directory that the postgres OS user can traverse
+// (t.TempDir's parent is mode 0700, which PostgreSQL, run as postgres when
+// tests run as root, cannot enter). It is removed when the test ends.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "holdfast-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() || os.Getenv("HOLDFAST_KEEP_TEST_DIRS") == "" {
+			os.RemoveAll(dir)
+		} else {
+			t.Logf("kept %s", dir)
+		}
+	})
+	return dir
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds cmd/holdfast once per test process (with the race detector
+// when the tests run with it) and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "holdfast-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		_ = os.Chmod(dir, 0o755)
+		buildPath = filepath.Join(dir, "holdfast")
+		args := []string{"build", "-o", buildPath}
+		if RaceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "./cmd/holdfast")
+		cmd := exec.Command("go", args...)
+		cmd.Dir = moduleRoot()
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out.String())
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// HavePostgres reports whether PostgreSQL 15 server binaries are installed.
+func HavePostgres() bool {
+	_, err := os.Stat("/usr/lib/postgresql/15/bin/postgres")
+	return err == nil
+}
