@@ -2,8 +2,11 @@ package supervisor_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -365,6 +368,39 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	old := h.primary()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+
+	// The CLI: status --json keeps its contract; refusals exit 1.
+	cli := func(args ...string) (int, []byte) {
+		cmd := exec.Command(testutil.Binary(t), append(args, "--config", h.sup.ConfigPath)...)
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, out
+	}
+	code, out := cli("status", "--json")
+	var st map[string]any
+	if code != 0 || json.Unmarshal(out, &st) != nil {
+		t.Fatalf("status --json: exit %d, %s", code, out)
+	}
+	for _, k := range []string{"cluster", "primary", "generation", "members"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("status --json lacks %q: %s", k, out)
+		}
+	}
+	m0 := st["members"].([]any)[0].(map[string]any)
+	for _, k := range []string{"name", "region", "zone", "role", "state", "host", "port", "timeline", "lsn", "lag_bytes", "sync", "pid", "agent_pid"} {
+		if _, ok := m0[k]; !ok {
+			t.Errorf("status --json member lacks %q: %v", k, m0)
+		}
+	}
+	if code, _ := cli("switchover", "--to", "nobody"); code != 1 {
+		t.Errorf("switchover to an unknown member exited %d, want 1", code)
+	}
 
 	// Refusals change nothing.
 	if _, err := admin.Switchover(ctx, h.sup.Store(), h.cfg, "nobody", func(string) {}); err == nil {
