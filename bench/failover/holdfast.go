@@ -78,6 +78,7 @@ func (h *holdfastTarget) Start(ctx context.Context) error {
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = freePort()
+		cfg.Regions[0].Members[i].MetricsPort = freePort()
 	}
 	// The killed node stays down for the whole measurement (no "reboot").
 	h.sup, err = supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, RestartDelay: time.Minute, QuietEvents: true},

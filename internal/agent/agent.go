@@ -32,15 +32,16 @@ const notStreamingRewindAfter = 10 * time.Second
 
 // Agent runs one member. Create it with New, then call Run.
 type Agent struct {
-	cfg    config.Config
-	me     config.Member
-	region string
-	dir    string
-	log    *slog.Logger
-	st     *store.Store
-	pg     *postgres.Instance
-	admin  config.Credentials
-	repl   config.Credentials
+	cfg     config.Config
+	me      config.Member
+	region  string
+	dir     string
+	log     *slog.Logger
+	st      *store.Store
+	pg      *postgres.Instance
+	admin   config.Credentials
+	repl    config.Credentials
+	metrics *metrics
 
 	// leaseMu guards lease and validUntil, shared with the lease goroutines.
 	leaseMu    sync.Mutex
@@ -105,6 +106,7 @@ func New(cfg config.Config, name string, st *store.Store, log *slog.Logger) (*Ag
 		admin: admin, repl: repl,
 		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1),
 		members: map[string]cluster.Member{}, state: cluster.StateStarting, standby: true,
+		metrics: newMetrics(name),
 	}, nil
 }
 
@@ -118,6 +120,11 @@ func (a *Agent) poke() {
 // Run runs the member until ctx ends, then stops PostgreSQL and gives up the
 // lease (so that, unless the cluster is paused, a replica takes over at once).
 func (a *Agent) Run(ctx context.Context) error {
+	stopMetrics, err := a.serveMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	if err := a.checkDataDir(ctx); err != nil {
 		return err
 	}
@@ -136,7 +143,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	err := a.loop(ctx)
+	err = a.loop(ctx)
 	a.shutdown()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
@@ -249,6 +256,7 @@ func (a *Agent) connInfo(name string, superuser bool) (postgres.ConnInfo, error)
 func (a *Agent) event(ctx context.Context, kind, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	a.log.Info(msg, "event", kind)
+	a.metrics.events.WithLabelValues(kind).Inc()
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := a.st.AppendEvent(ectx, cluster.Event{Kind: kind, Member: a.me.Name, Generation: a.topo.Generation, Message: msg}); err != nil {

@@ -47,6 +47,8 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	if a.leader == nil {
 		m.LeaderLostRev = a.lostRev
 	}
+	isLeader := a.leader != nil && a.leader.Member == a.me.Name
+	a.metrics.observe(m, isLeader, local.LeaseValid, len(a.topo.SyncSet))
 	cmp := m
 	cmp.UpdatedAt, cmp.LSN, cmp.ReplayLSN, cmp.Replicas = time.Time{}, 0, 0, nil
 	old := a.published

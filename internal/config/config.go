@@ -112,6 +112,8 @@ type Member struct {
 	// Host is the address PostgreSQL listens on and others reach it by.
 	Host string `yaml:"host"`
 	Port int    `yaml:"port"`
+	// MetricsPort serves the agent's Prometheus metrics on Host (0: off).
+	MetricsPort int `yaml:"metrics_port"`
 	// DataDir overrides <data_dir>/members/<name>.
 	DataDir string `yaml:"data_dir,omitempty"`
 }
@@ -157,9 +159,9 @@ func Default() Config {
 		Regions: []Region{{
 			Name: "home",
 			Members: []Member{
-				{Name: "home-a", Zone: "a", Host: "127.0.0.1", Port: 15432},
-				{Name: "home-b", Zone: "b", Host: "127.0.0.1", Port: 15433},
-				{Name: "home-c", Zone: "c", Host: "127.0.0.1", Port: 15434},
+				{Name: "home-a", Zone: "a", Host: "127.0.0.1", Port: 15432, MetricsPort: 19432},
+				{Name: "home-b", Zone: "b", Host: "127.0.0.1", Port: 15433, MetricsPort: 19433},
+				{Name: "home-c", Zone: "c", Host: "127.0.0.1", Port: 15434, MetricsPort: 19434},
 			},
 		}},
 	}

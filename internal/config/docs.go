@@ -46,14 +46,15 @@ var fieldDocs = map[string]string{
 	"agent.loop_interval": "Period of the agent's safety-net loop; etcd watches and process exits drive everything else.",
 	"agent.start_timeout": "Upper bound of a PostgreSQL start, crash recovery included.",
 
-	"regions":                  "Regions and their members. The first listed member bootstraps a new cluster.",
-	"regions.name":             "Region name.",
-	"regions.members":          "Members of the region.",
-	"regions.members.name":     "Member name: unique across the cluster; also the replication slot and application_name.",
-	"regions.members.zone":     "Availability zone, informational.",
-	"regions.members.host":     "Address PostgreSQL listens on and other members reach it by.",
-	"regions.members.port":     "PostgreSQL port.",
-	"regions.members.data_dir": "Overrides <data_dir>/members/<name>.",
+	"regions":                      "Regions and their members. The first listed member bootstraps a new cluster.",
+	"regions.name":                 "Region name.",
+	"regions.members":              "Members of the region.",
+	"regions.members.name":         "Member name: unique across the cluster; also the replication slot and application_name.",
+	"regions.members.zone":         "Availability zone, informational.",
+	"regions.members.host":         "Address PostgreSQL listens on and other members reach it by.",
+	"regions.members.port":         "PostgreSQL port.",
+	"regions.members.metrics_port": "Port of the agent's Prometheus /metrics on host (0: off).",
+	"regions.members.data_dir":     "Overrides <data_dir>/members/<name>.",
 }
 
 // MarshalCommented renders the config as YAML with each field's documentation

@@ -180,6 +180,16 @@ func (c Config) validateRegions() error {
 				return invalid(mf+".port", "%d is used by %s", m.Port, prev)
 			}
 			addrs[addr] = mf
+			if m.MetricsPort != 0 {
+				if m.MetricsPort < 1 || m.MetricsPort > 65535 {
+					return invalid(mf+".metrics_port", "%d is not a TCP port", m.MetricsPort)
+				}
+				maddr := net.JoinHostPort(m.Host, fmt.Sprint(m.MetricsPort))
+				if prev, ok := addrs[maddr]; ok {
+					return invalid(mf+".metrics_port", "%d is used by %s", m.MetricsPort, prev)
+				}
+				addrs[maddr] = mf + ".metrics_port"
+			}
 		}
 	}
 	if !regions[c.PrimaryRegion] {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -51,6 +53,13 @@ func (w *testLog) Write(p []byte) (int, error) {
 
 func startCluster(t *testing.T) *harness {
 	t.Helper()
+	return startClusterWith(t, 3*time.Second)
+}
+
+// startClusterWith starts a cluster whose dead agents are restarted after
+// restartDelay.
+func startClusterWith(t *testing.T, restartDelay time.Duration) *harness {
+	t.Helper()
 	if !testutil.HavePostgres() {
 		t.Skip("PostgreSQL 15 is not installed (run scripts/install-deps.sh)")
 	}
@@ -64,9 +73,10 @@ func startCluster(t *testing.T) *harness {
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", client)}
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
+		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)
 	}
 	out := &testLog{t: t}
-	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, Out: out, RestartDelay: 3 * time.Second}, slog.New(slog.NewTextHandler(out, nil)))
+	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, Out: out, RestartDelay: restartDelay}, slog.New(slog.NewTextHandler(out, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +292,24 @@ func TestKillPostmasterUnderWrites(t *testing.T) {
 	p := h.newPrimary(old)
 	h.rejoined(old.Name, p)
 	h.finish(w, p)
+
+	// The new primary's agent says so in its Prometheus metrics.
+	m, _, _ := h.cfg.FindMember(p.Name)
+	resp, err := http.Get(fmt.Sprintf("http://%s:%d/metrics", m.Host, m.MetricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`holdfast_member_leader{member=%q} 1`, p.Name),
+		fmt.Sprintf(`holdfast_member_role{member=%q,role="primary"} 1`, p.Name),
+		fmt.Sprintf(`holdfast_member_events_total{kind="promoted",member=%q} 1`, p.Name),
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }
 
 func TestNodeLossAgentAndPostmaster(t *testing.T) {
@@ -431,4 +459,102 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	}
 	h.rejoined(old.Name, p)
 	h.finish(w, p)
+}
+
+// waitEvent waits for an event of kind (from any member) after start.
+func (h *harness) waitEvent(kind string, start time.Time) cluster.Event {
+	var ev cluster.Event
+	testutil.Eventually(h.t, 30*time.Second, "event "+kind, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		evs, err := h.sup.Store().Events(ctx, 200)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Kind == kind && e.Time.After(start) {
+				ev = e
+				return nil
+			}
+		}
+		return testutil.ErrNotYet
+	})
+	return ev
+}
+
+func TestPausedClusterRestartsPrimaryInPlace(t *testing.T) {
+	h := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := admin.SetPaused(ctx, h.sup.Store(), true); err != nil {
+		t.Fatal(err)
+	}
+	old := h.primary()
+	start := time.Now()
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEvent(cluster.EventPostgresRestarted, start)
+	p := h.primary()
+	if p.Name != old.Name || p.Generation != old.Generation {
+		t.Fatalf("paused cluster changed primary: %s gen %d -> %s gen %d", old.Name, old.Generation, p.Name, p.Generation)
+	}
+	if err := admin.SetPaused(ctx, h.sup.Store(), false); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.status(); s.Paused {
+		t.Fatal("still paused after resume")
+	}
+	h.checkSamples()
+}
+
+func TestQuorumLossRefusesAutomaticPromotion(t *testing.T) {
+	// Dead agents stay dead for the whole test.
+	h := startClusterWith(t, time.Hour)
+	old := h.primary()
+	s := h.status()
+	if len(s.SyncSet) != 2 {
+		t.Fatalf("want two synchronous members, got %v", s.SyncSet)
+	}
+	// Lose the primary and one synchronous replica together: the survivor
+	// alone cannot know whether the other had commits it lacks.
+	lost := s.SyncSet[0]
+	survivor := s.SyncSet[1]
+	start := time.Now()
+	for _, name := range []string{old.Name, lost} {
+		m := h.member(s, name)
+		_ = syscall.Kill(m.AgentPID, syscall.SIGKILL)
+		_ = syscall.Kill(m.PID, syscall.SIGKILL)
+	}
+	ev := h.waitEvent(cluster.EventFailoverBlocked, start)
+	if ev.Member != survivor || !strings.Contains(ev.Message, "R + W <= N") {
+		t.Fatalf("unexpected blocked event: %+v", ev)
+	}
+	// A few more decision rounds must not promote it either.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if p := h.status().Primary; p != "" {
+			t.Fatalf("%s was promoted automatically without a quorum", p)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Without --allow-data-loss a manual failover keeps the rules.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := h.cfg
+	cfg.Failover.SwitchoverTimeout = config.Duration(3 * time.Second)
+	if _, err := admin.Failover(ctx, h.sup.Store(), cfg, survivor, false, func(string) {}); err == nil {
+		t.Fatal("failover without --allow-data-loss succeeded without a quorum")
+	}
+	res, err := admin.Failover(ctx, h.sup.Store(), h.cfg, survivor, true, func(m string) { t.Log(m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.To != survivor {
+		t.Fatalf("failover promoted %s, want %s", res.To, survivor)
+	}
+	if p := h.primary(); p.Name != survivor {
+		t.Fatalf("primary is %s, want %s", p.Name, survivor)
+	}
+	h.checkSamples()
 }

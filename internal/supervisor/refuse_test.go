@@ -26,6 +26,7 @@ func testConfig(t *testing.T) config.Config {
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
+		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)
 	}
 	return cfg
 }

@@ -190,6 +190,11 @@ func (s *Supervisor) preflight() error {
 			if err := check("member "+m.Name, net.JoinHostPort(m.Host, fmt.Sprint(m.Port))); err != nil {
 				return err
 			}
+			if m.MetricsPort != 0 {
+				if err := check("member "+m.Name+" metrics", net.JoinHostPort(m.Host, fmt.Sprint(m.MetricsPort))); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
@@ -287,10 +292,14 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 	s.printf("holdfast: cluster %q is up; primary %s", s.d.Cluster, primary.Name)
 	for _, r := range s.d.Regions {
 		for _, m := range r.Members {
-			s.printf("  member %-10s postgresql://%s:%d  (region %s, zone %s)", m.Name, m.Host, m.Port, r.Name, m.Zone)
+			metrics := ""
+			if m.MetricsPort != 0 {
+				metrics = fmt.Sprintf("  metrics http://%s:%d/metrics", m.Host, m.MetricsPort)
+			}
+			s.printf("  member %-10s postgresql://%s:%d  (region %s, zone %s)%s", m.Name, m.Host, m.Port, r.Name, m.Zone, metrics)
 		}
 	}
-	s.printf("  etcd            %v", s.d.Etcd.Endpoints)
+	s.printf("  etcd            %v (metrics at %s/metrics)", s.d.Etcd.Endpoints, s.d.Etcd.ClientURL)
 	s.printf("  credentials     %s (role %s), %s (superuser)", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), s.d.Postgres.AppUser, filepath.Join(s.d.Postgres.SecretsDir, config.AdminSecrets))
 	s.printf("  connect         . %s; psql -h %s -p %d", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), primary.Host, primary.Port)
 	s.printf("  status          holdfast status --config %s", s.ConfigPath)
