@@ -65,10 +65,20 @@ func (a *Agent) renewLoop(ctx context.Context) {
 			a.signalLost()
 			continue
 		}
+		// Give the renewal until the moment we would have to fence anyway:
+		// aborting earlier only to retry would queue behind the same slow
+		// etcd (fsync under I/O load can take longer than renew_interval).
 		sent := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, a.cfg.Failover.RenewInterval.D())
+		budget := time.Until(until) - a.cfg.Failover.DemoteMargin.D()
+		if budget < 50*time.Millisecond {
+			budget = 50 * time.Millisecond
+		}
+		rctx, cancel := context.WithTimeout(ctx, budget)
 		ttl, err := a.st.KeepAliveOnce(rctx, id)
 		cancel()
+		if took := time.Since(sent); took > a.cfg.Failover.RenewInterval.D()/2 {
+			a.log.Warn("slow lease renewal", "took", took, "ok", err == nil, "valid_for", time.Until(until))
+		}
 		switch {
 		case err == nil:
 			a.leaseMu.Lock()
@@ -115,7 +125,8 @@ func (a *Agent) fence(ctx context.Context, why string) {
 	if !a.leading.CompareAndSwap(true, false) {
 		return
 	}
-	a.log.Warn("fencing: stopping postgres so it accepts no more writes", "reason", why)
+	_, until := a.currentLease()
+	a.log.Warn("fencing: stopping postgres so it accepts no more writes", "reason", why, "lease_valid_until", until.Format(time.RFC3339Nano))
 	a.markRewind("fenced: " + why)
 	a.expectExit.Store(true)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
