@@ -420,7 +420,11 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 			t.Errorf("status --json lacks %q: %s", k, out)
 		}
 	}
-	m0 := st["members"].([]any)[0].(map[string]any)
+	members, _ := st["members"].([]any)
+	if len(members) != 3 {
+		t.Fatalf("status --json: want 3 members: %s", out)
+	}
+	m0, _ := members[0].(map[string]any)
 	for _, k := range []string{"name", "region", "zone", "role", "state", "host", "port", "timeline", "lsn", "lag_bytes", "sync", "pid", "agent_pid"} {
 		if _, ok := m0[k]; !ok {
 			t.Errorf("status --json member lacks %q: %v", k, m0)
