@@ -51,13 +51,23 @@ func buildHoldfast() (string, error) {
 	return out, nil
 }
 
+var usedPorts = map[int]bool{}
+
+// freePort returns a free loopback port not returned before: the kernel may
+// hand the same one out twice in a row.
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !usedPorts[port] {
+			usedPorts[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func (h *holdfastTarget) Start(ctx context.Context) error {

@@ -60,7 +60,7 @@ type Run struct {
 
 func main() {
 	runs := flag.Int("runs", 5, "runs per scenario and target")
-	targets := flag.String("targets", "holdfast", "comma-separated: holdfast, patroni")
+	targets := flag.String("targets", "holdfast", "comma-separated: holdfast, patroni (defaults: ttl 30, loop_wait 10), patroni-tight (ttl 20, loop_wait 1)")
 	scenarios := flag.String("scenarios", "kill-postmaster,node-loss,switchover", "comma-separated scenarios")
 	jsonOut := flag.String("json", "", "also write all runs as JSON to this file")
 	flag.Parse()
@@ -95,6 +95,8 @@ func newTarget(name string) (Target, error) {
 		return &holdfastTarget{}, nil
 	case "patroni":
 		return newPatroni()
+	case "patroni-tight":
+		return newPatroniTight()
 	}
 	return nil, fmt.Errorf("unknown target %q", name)
 }
@@ -175,7 +177,7 @@ func report(all []Run) {
 		}
 		groups[k] = append(groups[k], r)
 	}
-	fmt.Printf("\n%-10s %-16s %5s %10s %10s %10s %8s %6s %s\n", "target", "scenario", "runs", "median", "min", "max", "failed", "lost", "errors")
+	fmt.Printf("\n%-14s %-16s %5s %10s %10s %10s %8s %6s %s\n", "target", "scenario", "runs", "median", "min", "max", "failed", "lost", "errors")
 	medians := map[key]time.Duration{}
 	for _, k := range keys {
 		var ds []time.Duration
@@ -191,12 +193,12 @@ func report(all []Run) {
 		}
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		if len(ds) == 0 {
-			fmt.Printf("%-10s %-16s %5d %10s %10s %10s %8s %6s %d\n", k.target, k.sc, 0, "-", "-", "-", "-", "-", errs)
+			fmt.Printf("%-14s %-16s %5d %10s %10s %10s %8s %6s %d\n", k.target, k.sc, 0, "-", "-", "-", "-", "-", errs)
 			continue
 		}
 		med := ds[len(ds)/2]
 		medians[k] = med
-		fmt.Printf("%-10s %-16s %5d %10s %10s %10s %8.1f %6d %d\n", k.target, k.sc, len(ds), ms(med), ms(ds[0]), ms(ds[len(ds)-1]), float64(failed)/float64(len(ds)), lost, errs)
+		fmt.Printf("%-14s %-16s %5d %10s %10s %10s %8.1f %6d %d\n", k.target, k.sc, len(ds), ms(med), ms(ds[0]), ms(ds[len(ds)-1]), float64(failed)/float64(len(ds)), lost, errs)
 	}
 	for _, k := range keys {
 		if k.target == "holdfast" {

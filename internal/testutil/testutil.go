@@ -15,15 +15,33 @@ import (
 	"testing"
 )
 
-// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
+var (
+	portsMu sync.Mutex
+	given   = map[int]bool{} // guarded by portsMu
+)
+
+// FreePort returns a TCP port that was free a moment ago on 127.0.0.1 and
+// that it has not returned before in this process: the kernel may hand the
+// same ephemeral port out twice in a row once it is closed, and a config
+// with one port for two listeners is (rightly) invalid.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !given[port] {
+			given[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("free port: no new port after 100 tries")
+	return 0
 }
 
 // TempDir returns a new directory that the postgres OS user can traverse
