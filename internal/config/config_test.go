@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -156,5 +157,48 @@ func TestByteSize(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("ParseByteSize(%q) = %v, %v", tt.in, got, err)
 		}
+	}
+}
+
+// FuzzParse: a config file is user input; no input may panic, and whatever
+// parses either validates or fails with ErrInvalid.
+func FuzzParse(f *testing.F) {
+	def, _ := Default().MarshalCommented()
+	for _, s := range []string{string(def), "cluster: x\n", "regions: 3\n", "failover: {lease_ttl: -1s}\n", "{", "postgres:\n  parameters:\n    work_mem: 4MB\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse([]byte(s))
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("parse error is not ErrInvalid: %v", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("validate error is not ErrInvalid: %v", err)
+		}
+	})
+}
+
+func TestCredentialsRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/app.env"
+	want := Credentials{User: "app", Password: "s3cret-_x", Database: "app"}
+	if err := WriteCredentials(path, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadCredentials(path)
+	if err != nil || got != want {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCredentials(path); err == nil || !strings.Contains(err.Error(), "must be 0600") {
+		t.Fatalf("a world-readable secrets file was accepted: %v", err)
+	}
+	if err := WriteCredentials(path, Credentials{User: "a b", Password: "x"}); err == nil {
+		t.Fatal("a value needing shell quoting was written")
 	}
 }

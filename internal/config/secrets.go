@@ -46,7 +46,9 @@ func WriteCredentials(path string, c Credentials) error {
 			return fmt.Errorf("write %s: value %q needs shell quoting, which this file format does not do", path, v)
 		}
 	}
-	content := fmt.Sprintf("PGUSER=%s\nPGPASSWORD=%s\nPGDATABASE=%s\n", c.User, c.Password, c.Database)
+	// The export line makes `. app.env; psql` work: plain assignments
+	// would not reach psql's environment.
+	content := fmt.Sprintf("PGUSER=%s\nPGPASSWORD=%s\nPGDATABASE=%s\nexport PGUSER PGPASSWORD PGDATABASE\n", c.User, c.Password, c.Database)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -77,6 +79,9 @@ func ReadCredentials(path string) (Credentials, error) {
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "export ") && !strings.Contains(line, "=") {
 			continue
 		}
 		k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")

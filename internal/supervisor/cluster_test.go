@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -430,6 +432,12 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 			t.Errorf("status --json member lacks %q: %v", k, m0)
 		}
 	}
+	// `. DIR/secrets/app.env; psql -h 127.0.0.1 -p PORT` works as documented.
+	psql := exec.Command("bash", "-c", fmt.Sprintf(". %s; psql -h 127.0.0.1 -p %d -Atc 'select current_user, current_database()'",
+		filepath.Join(h.cfg.Postgres.SecretsDir, config.AppSecrets), old.Port))
+	if out, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "app|app" {
+		t.Errorf("psql with app.env: %v: %s", err, out)
+	}
 	if code, _ := cli("switchover", "--to", "nobody"); code != 1 {
 		t.Errorf("switchover to an unknown member exited %d, want 1", code)
 	}
@@ -559,6 +567,66 @@ func TestQuorumLossRefusesAutomaticPromotion(t *testing.T) {
 	}
 	if p := h.primary(); p.Name != survivor {
 		t.Fatalf("primary is %s, want %s", p.Name, survivor)
+	}
+	h.checkSamples()
+}
+
+func TestRestartResumesCluster(t *testing.T) {
+	h := startCluster(t)
+	w := h.startWriter()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := w.WaitAcked(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	before := h.status()
+	h.stopSampling()
+	systemID := func() string {
+		snap, err := h.sup.Store().Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Topology.SystemID
+	}
+	id := systemID()
+	if err := h.sup.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(h.cfg.DataDir, "cluster.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Same config, same directory: the cluster comes back with its data.
+	sup, err := supervisor.New(supervisor.Config{Deployment: h.cfg, Binary: testutil.Binary(t), RestartDelay: 3 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sup.Close(context.Background()) })
+	h.sup = sup
+	h.startSampling()
+	p := h.primary()
+	if p.Generation < before.Generation {
+		t.Fatalf("generation went back: %d -> %d", before.Generation, p.Generation)
+	}
+	if s := h.status(); s.Paused {
+		t.Fatal("the cluster stayed paused after a restart")
+	}
+	if got := systemID(); got == "" || got != id {
+		t.Fatalf("system identifier %q -> %q: the cluster was re-initialised", id, got)
+	}
+	n, err := w.Verify(ctx, h.dsn(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after restart %s is primary (generation %d -> %d); %d acknowledged writes present", p.Name, before.Generation, p.Generation, n)
+	for _, m := range []string{"home-a", "home-b", "home-c"} {
+		if m != p.Name {
+			h.rejoined(m, p)
+		}
 	}
 	h.checkSamples()
 }
