@@ -19,9 +19,12 @@ deps:
 test: deps
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 verify:
-	@fmt=$$(gofmt -l cmd internal); if [[ -n "$$fmt" ]]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
+	@fmt=$$(gofmt -l cmd internal bench); if [[ -n "$$fmt" ]]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 demo: deps build
 	./bin/holdfast up --data-dir $(DATA_DIR)
