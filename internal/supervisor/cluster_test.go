@@ -330,17 +330,42 @@ func TestNodeLossAgentAndPostmaster(t *testing.T) {
 	h.finish(w, p)
 }
 
-func TestFrozenPrimaryNeverAcceptsWritesAgain(t *testing.T) {
+// TestFrozenPrimaryNeverAcceptsWritesAgain freezes the whole node: the
+// agent, and the postmaster with all its children (its process group).
+func TestFrozenPrimaryNeverAcceptsWritesAgain(t *testing.T) { testFrozenPrimary(t, true) }
+
+// TestFrozenAgentAndPostmaster freezes only the agent and the postmaster:
+// existing backends and WAL senders keep running, so the old primary can
+// still commit on open connections until the replicas detach from it.
+func TestFrozenAgentAndPostmaster(t *testing.T) { testFrozenPrimary(t, false) }
+
+func testFrozenPrimary(t *testing.T, wholeGroup bool) {
 	h := startCluster(t)
 	w := h.startWriter()
 	old := h.primary()
-	// Freeze the node: the agent, and the postmaster with all its children
-	// (its process group), past the lease TTL.
+	pm := old.PID
+	if wholeGroup {
+		pm = -old.PID
+	}
 	stop := func(sig syscall.Signal) {
 		if err := syscall.Kill(old.AgentPID, sig); err != nil {
 			t.Fatal(err)
 		}
-		if err := syscall.Kill(-old.PID, sig); err != nil {
+		if err := syscall.Kill(pm, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A client that knows nothing of failover keeps writing on its open
+	// connection to the old primary. What it is told was committed must
+	// survive too.
+	oldDSN := h.dsn(old)
+	stubborn := &testutil.Writer{Target: func() string { return oldDSN }, IDBase: 1 << 40}
+	stubborn.Start()
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := stubborn.WaitAcked(ctx, 20)
+		cancel()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -374,6 +399,16 @@ func TestFrozenPrimaryNeverAcceptsWritesAgain(t *testing.T) {
 	}
 	t.Logf("%d write attempts on the deposed primary, none accepted", attempts)
 	h.rejoined(old.Name, p)
+	stubborn.Stop()
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n, err := stubborn.Verify(ctx, h.dsn(p))
+		cancel()
+		if err != nil {
+			t.Fatalf("writes acknowledged to a client of the old primary: %v", err)
+		}
+		t.Logf("%d writes acknowledged on the old primary's open connection, all present on %s", n, p.Name)
+	}
 	h.finish(w, p)
 	// None of the probe rows may exist on the new timeline either.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -18,6 +18,8 @@ type Writer struct {
 	// Target returns the connection string of the current primary ("" if
 	// none is known).
 	Target func() string
+	// IDBase is added to every id, so that several writers can share the table.
+	IDBase int64
 
 	mu       sync.Mutex
 	acked    []int64 // guarded by mu
@@ -54,7 +56,7 @@ func (w *Writer) run(ctx context.Context) {
 			conn.Close(context.Background())
 		}
 	}()
-	var id int64
+	id := w.IDBase
 	for ctx.Err() == nil {
 		dsn := w.Target()
 		if conn != nil && dsn != connDSN {
