@@ -73,16 +73,19 @@ type Agent struct {
 	followSince time.Time
 	statusOK    time.Time
 	lastStatus  postgres.Status
-	state       cluster.State
-	generation  int64
-	lastPlan    cluster.Plan
-	lastErr     string
-	blockedRev  int64
-	syncList    []string
-	syncPending *syncShrink
-	lastPublish time.Time
-	published   cluster.Member
-	lastMaint   time.Time
+	// timelineSeen is the highest timeline observed since PostgreSQL last
+	// started (reset by startPG).
+	timelineSeen int
+	state        cluster.State
+	generation   int64
+	lastPlan     cluster.Plan
+	lastErr      string
+	blockedRev   int64
+	syncList     []string
+	syncPending  *syncShrink
+	lastPublish  time.Time
+	published    cluster.Member
+	lastMaint    time.Time
 }
 
 // New prepares the agent for member name. It opens nothing yet.
@@ -213,6 +216,7 @@ func (a *Agent) others() []string {
 // startPG starts PostgreSQL and watches for its exit.
 func (a *Agent) startPG(ctx context.Context) error {
 	a.expectExit.Store(false)
+	a.timelineSeen = 0
 	if err := a.pg.Start(ctx); err != nil {
 		return err
 	}

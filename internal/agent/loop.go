@@ -190,7 +190,12 @@ func (a *Agent) observe(ctx context.Context) cluster.Local {
 	}
 	l.PGRunning = true
 	l.InRecovery = a.standby
-	l.Timeline = a.lastStatus.TimeLine
+	// A standby without a WAL receiver reports the timeline of its last
+	// restartpoint, which can lag: keep the highest seen since it started.
+	if a.lastStatus.TimeLine > a.timelineSeen {
+		a.timelineSeen = a.lastStatus.TimeLine
+	}
+	l.Timeline = a.timelineSeen
 	l.LSN = lsn(a.lastStatus.CurrentLSN)
 	return l
 }

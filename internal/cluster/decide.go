@@ -234,10 +234,12 @@ type candidate struct {
 	lsn      LSN
 }
 
+// better orders candidates by WAL position. Timelines are deliberately not
+// compared: every eligible member replicated from the same primary, so they
+// share one history and the LSN alone says who has more; and a standby whose
+// WAL receiver has stopped can only report the timeline of its last
+// restartpoint, which may be stale.
 func better(a, b candidate, lastPrimary string) bool {
-	if a.timeline != b.timeline {
-		return a.timeline > b.timeline
-	}
 	if a.lsn != b.lsn {
 		return a.lsn > b.lsn
 	}

@@ -124,11 +124,17 @@ func TestDecide(t *testing.T) {
 			v.Members["b"] = member("b", RoleReplica, StateRunning, 1000, 60)
 			return v
 		}, ActNone, "b"},
-		{"lagging replica never promotes over a fresher one (timeline first)", func() View {
+		{"a stale (higher or lower) timeline does not beat more WAL", func() View {
 			v := leaderlessView()
 			m := member("c", RoleReplica, StateRunning, 500, 60)
 			m.Timeline = 2
 			v.Members["c"] = m
+			return v
+		}, ActPromote, ""},
+		{"lagging replica waits for the one with more WAL", func() View {
+			v := leaderlessView()
+			v.Local.LSN = 500
+			v.Local.Timeline = 3
 			return v
 		}, ActNone, "c"},
 		{"waits for a live member's fresh report before deciding", func() View {
