@@ -87,6 +87,7 @@ func (a *Agent) renewLoop(ctx context.Context) {
 			}
 			a.leaseMu.Unlock()
 		case errors.Is(err, store.ErrLeaseNotFound):
+			a.log.Warn("etcd no longer knows our lease", "lease", fmt.Sprintf("%x", int64(id)), "believed_valid_for", time.Until(until))
 			a.signalLost()
 		default:
 			a.log.Warn("lease renewal failed", "err", err)
