@@ -1,0 +1,232 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/proxy/scram"
+)
+
+// User is a login the proxy accepts: the SCRAM verifier clients are checked
+// against, and the password the proxy uses towards PostgreSQL.
+type User struct {
+	Verifier       scram.Verifier
+	ServerPassword string
+}
+
+// Users looks up logins by name.
+type Users interface {
+	Lookup(name string) (User, bool)
+}
+
+// StaticUsers is a fixed set of logins.
+type StaticUsers map[string]User
+
+// Lookup implements Users.
+func (s StaticUsers) Lookup(name string) (User, bool) {
+	u, ok := s[name]
+	return u, ok
+}
+
+// endpoint is one listener: the writer or the reader.
+type endpoint struct {
+	name    string
+	writer  bool
+	ln      net.Listener
+	clients atomic.Int64
+}
+
+// cancelKey is what the proxy hands a client in BackendKeyData.
+type cancelKey struct {
+	pid    uint32
+	secret uint32
+}
+
+// cancelTarget is where a client's CancelRequest must go.
+type cancelTarget struct {
+	addr   string
+	pid    uint32
+	secret []byte
+}
+
+// Server is the proxy. Open binds, Close stops and waits.
+type Server struct {
+	cfg    Config
+	router *Router
+	users  Users
+	log    *slog.Logger
+
+	endpoints []*endpoint
+	waiting   atomic.Int64
+	// mockSecret salts the fake SCRAM exchange run for unknown users.
+	mockSecret []byte
+
+	mu      sync.Mutex
+	cancels map[cancelKey]cancelTarget // guarded by mu
+	conns   map[net.Conn]struct{}      // guarded by mu: open client connections
+	// readerLoad counts sessions per replica for least-connections routing.
+	readerLoad map[string]int // guarded by mu
+	closed     bool           // guarded by mu
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New creates a proxy; it opens nothing.
+func New(cfg Config, router *Router, users Users, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, router: router, users: users, log: log.With("component", "proxy"),
+		cancels: map[cancelKey]cancelTarget{}, conns: map[net.Conn]struct{}{}, readerLoad: map[string]int{},
+		mockSecret: randomBytes(32)}, nil
+}
+
+// Open binds the listeners (so "address in use" fails at once) and starts
+// serving.
+func (s *Server) Open() error {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for _, e := range []struct {
+		name, addr string
+		writer     bool
+	}{{"writer", s.cfg.WriterAddr, true}, {"reader", s.cfg.ReaderAddr, false}} {
+		if e.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", e.addr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("proxy %s endpoint: %w", e.name, err)
+		}
+		s.endpoints = append(s.endpoints, &endpoint{name: e.name, writer: e.writer, ln: ln})
+	}
+	for _, ep := range s.endpoints {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.acceptLoop(ep) }()
+	}
+	return nil
+}
+
+// Addr returns the bound address of the writer ("writer") or reader endpoint.
+func (s *Server) Addr(name string) string {
+	for _, e := range s.endpoints {
+		if e.name == name {
+			return e.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+func (s *Server) closeListeners() {
+	for _, e := range s.endpoints {
+		_ = e.ln.Close()
+	}
+}
+
+// Close stops accepting, closes every client connection and waits.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.closeListeners()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) acceptLoop(ep *endpoint) {
+	var delay time.Duration
+	for {
+		c, err := ep.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept", "endpoint", ep.name, "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if !s.track(c) {
+			_ = c.Close()
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			newSession(s, ep, c).run()
+		}()
+	}
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	_ = c.Close()
+}
+
+// registerCancel issues the key a client will use to cancel its queries.
+func (s *Server) registerCancel(t cancelTarget) cancelKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		k := cancelKey{pid: binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, secret: binary.BigEndian.Uint32(b[4:])}
+		if _, taken := s.cancels[k]; !taken && k.pid != 0 {
+			s.cancels[k] = t
+			return k
+		}
+	}
+}
+
+func (s *Server) dropCancel(k cancelKey) {
+	s.mu.Lock()
+	delete(s.cancels, k)
+	s.mu.Unlock()
+}
+
+func (s *Server) lookupCancel(k cancelKey) (cancelTarget, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.cancels[k]
+	return t, ok
+}
+
+func (s *Server) addReaderLoad(name string, d int) {
+	s.mu.Lock()
+	s.readerLoad[name] += d
+	s.mu.Unlock()
+}
