@@ -86,6 +86,7 @@ func (h *holdfastTarget) Start(ctx context.Context) error {
 	c, p := freePort(), freePort()
 	cfg.Etcd.ClientURL, cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", c), fmt.Sprintf("http://127.0.0.1:%d", p)
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
+	cfg.Proxy.Enabled = false
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = freePort()
 		cfg.Regions[0].Members[i].MetricsPort = freePort()

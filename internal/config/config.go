@@ -29,6 +29,7 @@ type Config struct {
 	Postgres Postgres `yaml:"postgres"`
 	Failover Failover `yaml:"failover"`
 	Agent    Agent    `yaml:"agent"`
+	Proxy    Proxy    `yaml:"proxy"`
 	Regions  []Region `yaml:"regions"`
 }
 
@@ -99,6 +100,24 @@ type Agent struct {
 	StartTimeout Duration `yaml:"start_timeout"`
 }
 
+// Proxy configures the PostgreSQL protocol proxy.
+type Proxy struct {
+	// Enabled makes `holdfast up` run the proxy.
+	Enabled    bool   `yaml:"enabled"`
+	WriterAddr string `yaml:"writer_addr"`
+	ReaderAddr string `yaml:"reader_addr"`
+	// UsersFile holds "user" "SCRAM-SHA-256$..." lines: the verifiers
+	// clients are checked against. Default: <secrets_dir>/proxy-users.txt.
+	UsersFile               string   `yaml:"users_file"`
+	MaxMessageSize          ByteSize `yaml:"max_message_size"`
+	MaxClients              int      `yaml:"max_clients"`
+	HoldWindow              Duration `yaml:"hold_window"`
+	MaxWaiting              int      `yaml:"max_waiting"`
+	ReaderMaxLag            ByteSize `yaml:"reader_max_lag"`
+	ReaderFallbackToPrimary bool     `yaml:"reader_fallback_to_primary"`
+	ConnectTimeout          Duration `yaml:"connect_timeout"`
+}
+
 // Region is a group of members; one region holds the primary.
 type Region struct {
 	Name    string   `yaml:"name"`
@@ -155,6 +174,18 @@ func Default() Config {
 		Agent: Agent{
 			LoopInterval: Duration(1e9),
 			StartTimeout: Duration(120e9),
+		},
+		Proxy: Proxy{
+			Enabled:                 true,
+			WriterAddr:              "127.0.0.1:6432",
+			ReaderAddr:              "127.0.0.1:6433",
+			MaxMessageSize:          64 << 20,
+			MaxClients:              20000,
+			HoldWindow:              Duration(30e9),
+			MaxWaiting:              10000,
+			ReaderMaxLag:            16 << 20,
+			ReaderFallbackToPrimary: true,
+			ConnectTimeout:          Duration(5e9),
 		},
 		Regions: []Region{{
 			Name: "home",
@@ -223,6 +254,11 @@ func (c *Config) Resolve() {
 		c.Postgres.SecretsDir = filepath.Join(c.DataDir, "secrets")
 	} else if abs, err := filepath.Abs(c.Postgres.SecretsDir); err == nil {
 		c.Postgres.SecretsDir = abs
+	}
+	if c.Proxy.UsersFile == "" {
+		c.Proxy.UsersFile = filepath.Join(c.Postgres.SecretsDir, "proxy-users.txt")
+	} else if abs, err := filepath.Abs(c.Proxy.UsersFile); err == nil {
+		c.Proxy.UsersFile = abs
 	}
 }
 

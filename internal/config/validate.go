@@ -39,7 +39,45 @@ func (c Config) Validate() error {
 	if c.Agent.StartTimeout.D() < time.Second {
 		return invalid("agent.start_timeout", "%s is too short (minimum 1s)", c.Agent.StartTimeout)
 	}
+	if err := c.Proxy.validate(); err != nil {
+		return err
+	}
 	return c.validateRegions()
+}
+
+func (p Proxy) validate() error {
+	if !p.Enabled {
+		return nil
+	}
+	if p.WriterAddr == "" && p.ReaderAddr == "" {
+		return invalid("proxy.writer_addr", "writer_addr and reader_addr are both empty (set proxy.enabled: false to run no proxy)")
+	}
+	for field, a := range map[string]string{"proxy.writer_addr": p.WriterAddr, "proxy.reader_addr": p.ReaderAddr} {
+		if a == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return invalid(field, "%q must be host:port", a)
+		}
+	}
+	if p.WriterAddr != "" && p.WriterAddr == p.ReaderAddr {
+		return invalid("proxy.reader_addr", "must differ from proxy.writer_addr")
+	}
+	switch {
+	case p.MaxMessageSize < 1<<10:
+		return invalid("proxy.max_message_size", "%s is below 1kB", p.MaxMessageSize)
+	case p.MaxClients < 1:
+		return invalid("proxy.max_clients", "%d must be positive", p.MaxClients)
+	case p.HoldWindow.D() <= 0:
+		return invalid("proxy.hold_window", "must be positive")
+	case p.MaxWaiting < 1:
+		return invalid("proxy.max_waiting", "%d must be positive", p.MaxWaiting)
+	case p.ReaderMaxLag < 0:
+		return invalid("proxy.reader_max_lag", "must not be negative")
+	case p.ConnectTimeout.D() <= 0:
+		return invalid("proxy.connect_timeout", "must be positive")
+	}
+	return nil
 }
 
 func (e Etcd) validate() error {

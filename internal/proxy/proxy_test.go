@@ -41,6 +41,7 @@ func start(t *testing.T) *fixture {
 	c, p := testutil.FreePort(t), testutil.FreePort(t)
 	cfg.Etcd.ClientURL, cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", c), fmt.Sprintf("http://127.0.0.1:%d", p)
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
+	cfg.Proxy.Enabled = false // the test runs its own
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
 		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)

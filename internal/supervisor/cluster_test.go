@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -73,6 +74,8 @@ func startClusterWith(t *testing.T, restartDelay time.Duration) *harness {
 	cfg.Etcd.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", client)
 	cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", peer)
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", client)}
+	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
 		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)
@@ -472,6 +475,13 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 		filepath.Join(h.cfg.Postgres.SecretsDir, config.AppSecrets), old.Port))
 	if out, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "app|app" {
 		t.Errorf("psql with app.env: %v: %s", err, out)
+	}
+	// ... and through the proxy's writer endpoint that `up` starts.
+	phost, pport, _ := net.SplitHostPort(h.cfg.Proxy.WriterAddr)
+	psql = exec.Command("bash", "-c", fmt.Sprintf(". %s; psql -h %s -p %s -Atc 'select pg_is_in_recovery()'",
+		filepath.Join(h.cfg.Postgres.SecretsDir, config.AppSecrets), phost, pport))
+	if out, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "f" {
+		t.Errorf("psql through the proxy writer: %v: %s", err, out)
 	}
 	if code, _ := cli("switchover", "--to", "nobody"); code != 1 {
 		t.Errorf("switchover to an unknown member exited %d, want 1", code)

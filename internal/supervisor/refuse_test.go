@@ -24,6 +24,8 @@ func testConfig(t *testing.T) config.Config {
 	cfg.Etcd.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", c)
 	cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", p)
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
+	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
 		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)

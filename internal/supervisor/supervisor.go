@@ -27,6 +27,7 @@ import (
 	"github.com/holdfast/holdfast/internal/admin"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/proxy"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
@@ -49,11 +50,12 @@ type Config struct {
 
 // Supervisor owns the local deployment.
 type Supervisor struct {
-	cfg  Config
-	d    config.Config
-	log  *slog.Logger
-	etcd *store.Embedded
-	st   *store.Store
+	cfg   Config
+	d     config.Config
+	log   *slog.Logger
+	etcd  *store.Embedded
+	st    *store.Store
+	proxy *proxy.Service
 
 	// ConfigPath is the resolved config written for the agents.
 	ConfigPath string
@@ -112,9 +114,14 @@ func (s *Supervisor) Open(ctx context.Context) error {
 	if err := s.claimDataDir(); err != nil {
 		return err
 	}
-	_, _, app, err := s.d.EnsureSecrets()
+	admin, _, app, err := s.d.EnsureSecrets()
 	if err != nil {
 		return err
+	}
+	if s.d.Proxy.Enabled {
+		if err := proxy.EnsureUsersFile(s.d.Proxy.UsersFile, app, admin); err != nil {
+			return err
+		}
 	}
 	if err := s.writeConfig(); err != nil {
 		return err
@@ -161,6 +168,12 @@ func (s *Supervisor) Open(ctx context.Context) error {
 		_ = s.Close(context.Background())
 		return err
 	}
+	if s.d.Proxy.Enabled {
+		if s.proxy, err = proxy.Start(s.d, s.st, s.log); err != nil {
+			_ = s.Close(context.Background())
+			return err
+		}
+	}
 	s.printEndpoints(primary)
 	return nil
 }
@@ -173,6 +186,16 @@ func (s *Supervisor) preflight() error {
 			return fmt.Errorf("%s: %s is already in use (is another `holdfast up` or PostgreSQL running?): %w", what, addr, err)
 		}
 		return l.Close()
+	}
+	if s.d.Proxy.Enabled {
+		for what, addr := range map[string]string{"proxy.writer_addr": s.d.Proxy.WriterAddr, "proxy.reader_addr": s.d.Proxy.ReaderAddr} {
+			if addr == "" {
+				continue
+			}
+			if err := check(what, addr); err != nil {
+				return err
+			}
+		}
 	}
 	if s.d.Etcd.Embedded {
 		for what, raw := range map[string]string{"etcd.client_url": s.d.Etcd.ClientURL, "etcd.peer_url": s.d.Etcd.PeerURL} {
@@ -299,9 +322,22 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 			s.printf("  member %-10s postgresql://%s:%d  (region %s, zone %s)%s", m.Name, m.Host, m.Port, r.Name, m.Zone, metrics)
 		}
 	}
+	if s.proxy != nil {
+		if a := s.proxy.Addr("writer"); a != "" {
+			s.printf("  proxy writer    postgresql://%s  (follows the primary; holds new connections during failover)", a)
+		}
+		if a := s.proxy.Addr("reader"); a != "" {
+			s.printf("  proxy reader    postgresql://%s  (replicas, least connections first)", a)
+		}
+	}
 	s.printf("  etcd            %v (metrics at %s/metrics)", s.d.Etcd.Endpoints, s.d.Etcd.ClientURL)
 	s.printf("  credentials     %s (role %s), %s (superuser)", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), s.d.Postgres.AppUser, filepath.Join(s.d.Postgres.SecretsDir, config.AdminSecrets))
-	s.printf("  connect         . %s; psql -h %s -p %d", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), primary.Host, primary.Port)
+	if s.proxy != nil && s.proxy.Addr("writer") != "" {
+		host, port, _ := net.SplitHostPort(s.proxy.Addr("writer"))
+		s.printf("  connect         . %s; psql -h %s -p %s", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), host, port)
+	} else {
+		s.printf("  connect         . %s; psql -h %s -p %d", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), primary.Host, primary.Port)
+	}
 	s.printf("  status          holdfast status --config %s", s.ConfigPath)
 	s.printf("  agent logs      %s", filepath.Join(s.d.DataDir, "logs"))
 	s.printf("Press Ctrl-C to stop.")
@@ -331,6 +367,9 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	if s.proxy != nil {
+		_ = s.proxy.Close()
+	}
 	if s.st != nil {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := admin.SetPaused(pctx, s.st, true); err == nil {

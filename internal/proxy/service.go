@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// FromDeployment maps the deployment config's proxy section.
+func FromDeployment(d config.Config) Config {
+	c := DefaultConfig()
+	p := d.Proxy
+	c.WriterAddr, c.ReaderAddr, c.Region = p.WriterAddr, p.ReaderAddr, d.PrimaryRegion
+	c.MaxMessageSize, c.MaxClients = int(p.MaxMessageSize), p.MaxClients
+	c.HoldWindow, c.MaxWaiting = p.HoldWindow.D(), p.MaxWaiting
+	c.ReaderMaxLagBytes, c.ReaderFallbackToPrimary = int64(p.ReaderMaxLag), p.ReaderFallbackToPrimary
+	c.ConnectTimeout = p.ConnectTimeout.D()
+	return c
+}
+
+// Service is a running proxy with its topology router.
+type Service struct {
+	*Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start loads the logins (app and superuser credentials from the secrets
+// directory, verifiers from the users file), follows the topology in st and
+// opens the endpoints.
+func Start(d config.Config, st *store.Store, log *slog.Logger) (*Service, error) {
+	var creds []config.Credentials
+	for _, f := range []string{config.AppSecrets, config.AdminSecrets} {
+		c, err := config.ReadCredentials(filepath.Join(d.Postgres.SecretsDir, f))
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		creds = append(creds, c)
+	}
+	users, err := LoadUsers(d.Proxy.UsersFile, creds...)
+	if err != nil {
+		return nil, err
+	}
+	router := NewRouter(st, d.PrimaryRegion, int64(d.Proxy.ReaderMaxLag), log.With("component", "proxy-router"))
+	srv, err := New(FromDeployment(d), router, users, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Open(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); router.Run(ctx) }()
+	return &Service{Server: srv, cancel: cancel, done: done}, nil
+}
+
+// Close stops the endpoints and the router.
+func (s *Service) Close() error {
+	err := s.Server.Close()
+	s.cancel()
+	<-s.done
+	return err
+}
