@@ -271,3 +271,124 @@ func TestProxyNewConnectionsWaitForNewPrimary(t *testing.T) {
 	}
 	t.Logf("connection held for %s during failover, then reached the new primary on port %d", time.Since(start).Round(time.Millisecond), port)
 }
+
+func (f *fixture) primary(t *testing.T) admin.MemberStatus {
+	t.Helper()
+	var p admin.MemberStatus
+	testutil.Eventually(t, 30*time.Second, "a primary", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := admin.Status(ctx, f.sup.Store(), f.cfg)
+		if err != nil {
+			return err
+		}
+		for _, m := range s.Members {
+			if m.Role == cluster.RolePrimary && m.Leader && m.State == cluster.StateRunning {
+				p = m
+				return nil
+			}
+		}
+		return testutil.ErrNotYet
+	})
+	return p
+}
+
+// TestProxySessionSurvivesFailover: an idle session, prepared statements
+// included, moves to the new primary without an error; a session caught
+// inside a transaction gets a retryable 40001 and keeps its connection; a
+// planned switchover causes no error on an idle session.
+func TestProxySessionSurvivesFailover(t *testing.T) {
+	f := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	idle, err := pgx.Connect(ctx, f.dsn("writer", f.app.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(ctx)
+	inTx, err := pgx.Connect(ctx, f.dsn("writer", f.app.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inTx.Close(ctx)
+	if _, err := idle.Exec(ctx, "CREATE TABLE moves (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	// pgx prepares named statements: they must follow the session.
+	if _, err := idle.Exec(ctx, "INSERT INTO moves VALUES ($1)", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inTx.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inTx.Exec(ctx, "INSERT INTO moves VALUES (100)"); err != nil {
+		t.Fatal(err)
+	}
+
+	old := f.primary(t)
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// Once the old server processes are gone (their connections closed), the
+	// proxy knows the idle session is detached. A statement sent in the
+	// instant before that would rightly get 08007: a backend orphaned by the
+	// kill could still have committed it locally.
+	testutil.Eventually(t, 10*time.Second, "the old primary's processes to exit", func() error {
+		if err := syscall.Kill(-old.PID, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return testutil.ErrNotYet
+	})
+	testutil.Eventually(t, 10*time.Second, "the proxy to detach both sessions", func() error {
+		if n := f.px.Stats().Servers; n != 0 {
+			return fmt.Errorf("%d server connections still attached", n)
+		}
+		return nil
+	})
+	// The idle session's next statements just work, on the new primary.
+	if _, err := idle.Exec(ctx, "INSERT INTO moves VALUES ($1)", 2); err != nil {
+		t.Fatalf("idle session after failover: %v", err)
+	}
+	var port int
+	if err := idle.QueryRow(ctx, "SELECT current_setting('port')::int").Scan(&port); err != nil || port == old.Port {
+		t.Fatalf("idle session is on port %d (old primary %d): %v", port, old.Port, err)
+	}
+	t.Logf("idle session moved to the new primary in %s with no error", time.Since(start).Round(time.Millisecond))
+
+	// The session that was inside a transaction: retryable error, same connection.
+	_, err = inTx.Exec(ctx, "INSERT INTO moves VALUES (101)")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "40001" {
+		t.Fatalf("statement in a transaction lost with the primary: got %v, want SQLSTATE 40001", err)
+	}
+	if inTx.IsClosed() {
+		t.Fatal("the client lost its connection")
+	}
+	if _, err := inTx.Exec(ctx, "INSERT INTO moves VALUES ($1)", 3); err != nil {
+		t.Fatalf("the retry on the same connection failed: %v", err)
+	}
+
+	// Planned switchover: not a single error on an idle session.
+	p := f.primary(t)
+	var target string
+	for _, m := range f.cfg.MemberNames() {
+		if m != p.Name {
+			target = m
+			break
+		}
+	}
+	testutil.Eventually(t, 60*time.Second, "switchover accepted", func() error {
+		_, err := admin.Switchover(ctx, f.sup.Store(), f.cfg, target, func(string) {})
+		return err
+	})
+	for i := 10; i < 20; i++ {
+		if _, err := idle.Exec(ctx, "INSERT INTO moves VALUES ($1)", i); err != nil {
+			t.Fatalf("idle session after switchover: %v", err)
+		}
+	}
+	var n int
+	if err := idle.QueryRow(ctx, "SELECT count(*) FROM moves WHERE id < 100").Scan(&n); err != nil || n != 13 {
+		t.Fatalf("rows = %d, %v", n, err)
+	}
+}

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -13,87 +15,312 @@ import (
 // maxServerMessage bounds messages from PostgreSQL (its own limit is 1 GB).
 const maxServerMessage = 1 << 30
 
-// relay copies messages both ways until either side ends. It frames
-// messages rather than copying bytes blindly so that it knows the
-// transaction state (from ReadyForQuery) and can refuse oversized client
-// messages; writes are batched and flushed when the reader has drained what
-// arrived.
-func (ss *session) relay(hc *pgconn.HijackedConn) {
-	server := hc.Conn
-	var once sync.Once
-	closeBoth := func() {
-		once.Do(func() {
-			_ = server.Close()
-			_ = ss.c.Close()
-		})
+// link is one server connection of a session. A session may go through
+// several when the writer changes.
+type link struct {
+	hc     *pgconn.HijackedConn
+	target Target
+	out    *bufio.Writer
+}
+
+// relayState is what the two directions share. The session's state machine:
+//
+//	attached  -> (server lost while idle)              -> detached: the next message reconnects
+//	attached  -> (lost with requests in flight)        -> detached after answering them with an error
+//	attached  -> (lost inside a transaction, idle)     -> aborted: the next request gets 40001, then detached
+type relayState struct {
+	mu sync.Mutex
+	// All fields below are guarded by mu.
+	link     *link
+	txStatus byte // from the last ReadyForQuery: 'I', 'T' or 'E'
+	// pending counts sync points (Query, Sync) awaiting ReadyForQuery, and
+	// commitPending whether one of them may commit (COMMIT, or a statement
+	// outside a transaction block).
+	pending       int
+	commitPending bool
+	aborted       bool
+	// prepared keeps the named Parse messages so that a new server
+	// connection gets the same prepared statements.
+	prepared map[string][]byte
+	// clientW serialises writes to the client from both directions.
+	clientW *bufio.Writer
+}
+
+// relay copies messages both ways until the client leaves. It frames
+// messages rather than copying bytes blindly: it must know the transaction
+// state to move an idle session to a new server when the writer changes.
+func (ss *session) relay(hc *pgconn.HijackedConn, t Target) {
+	st := &relayState{txStatus: 'I', prepared: map[string][]byte{}, clientW: bufio.NewWriterSize(ss.c, 16<<10)}
+	ss.attach(st, hc, t)
+	err := ss.clientLoop(st)
+	if errors.Is(err, ErrMessageTooLarge) {
+		st.mu.Lock()
+		_, _ = st.clientW.Write(errorResponse("FATAL", "08P01", err.Error()))
+		_ = st.clientW.Flush()
+		st.mu.Unlock()
 	}
-	done := make(chan struct{})
-	var serverErr error
-	go func() {
-		defer close(done)
-		serverErr = ss.serverToClient(server)
-		closeBoth()
-	}()
-	clientErr := ss.clientToServer(server)
-	if errors.Is(clientErr, ErrMessageTooLarge) {
-		_, _ = ss.c.Write(errorResponse("FATAL", "08P01", clientErr.Error()))
-	}
-	closeBoth()
-	<-done
-	if serverErr != nil && clientErr == nil {
-		ss.s.log.Debug("server side ended", "err", serverErr)
+	st.mu.Lock()
+	l := st.link
+	st.link = nil
+	st.mu.Unlock()
+	if l != nil {
+		ss.detach(l)
 	}
 }
 
-func (ss *session) clientToServer(server net.Conn) error {
+func (ss *session) attach(st *relayState, hc *pgconn.HijackedConn, t Target) {
+	l := &link{hc: hc, target: t, out: bufio.NewWriterSize(hc.Conn, 16<<10)}
+	ss.s.servers.Add(1)
+	if !ss.ep.writer {
+		ss.s.addReaderLoad(t.Name, 1)
+	}
+	ss.s.updateCancel(ss.key, cancelTarget{addr: t.Addr, pid: hc.PID, secret: hc.SecretKey})
+	st.mu.Lock()
+	st.link = l
+	st.mu.Unlock()
+	go ss.serverLoop(st, l)
+}
+
+func (ss *session) detach(l *link) {
+	_ = l.hc.Conn.Close()
+	ss.s.servers.Add(-1)
+	if !ss.ep.writer {
+		ss.s.addReaderLoad(l.target.Name, -1)
+	}
+}
+
+// clientLoop reads client messages and forwards them, reconnecting a
+// detached session first.
+func (ss *session) clientLoop(st *relayState) error {
 	in := newMsgReader(ss.c, ss.s.cfg.MaxMessageSize)
-	out := bufio.NewWriterSize(server, 16<<10)
 	for {
 		msg, err := in.next()
 		if err != nil {
 			return quiet(err)
 		}
-		if msg[0] == 'X' {
-			// Terminate: the client is done; so is its server connection.
-			_, _ = out.Write(msg)
-			_ = out.Flush()
+		typ := msg[0]
+		var l *link
+		for {
+			st.mu.Lock()
+			if st.aborted {
+				break
+			}
+			if l = st.link; l != nil || typ == 'X' {
+				break
+			}
+			st.mu.Unlock()
+			// Detached: move to the current server (waiting for one within
+			// the hold window), with the same prepared statements.
+			hc, t, err := ss.connect(ss.u)
+			if err != nil {
+				return nil // connect told the client why
+			}
+			if err := replay(hc, st); err != nil {
+				_ = hc.Conn.Close()
+				_, _ = ss.c.Write(errorResponse("FATAL", "57P03", "holdfast proxy: cannot restore prepared statements on the new server: "+err.Error()))
+				return nil
+			}
+			ss.attach(st, hc, t)
+		}
+		// st.mu is held here.
+		if st.aborted {
+			// Our transaction died with the old server: refuse until the
+			// client's next sync point, then start afresh.
+			if typ == 'Q' || typ == 'S' {
+				st.aborted = false
+				_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"))
+				_, _ = st.clientW.Write(readyForQuery('I'))
+				_ = st.clientW.Flush()
+			}
+			st.mu.Unlock()
+			if typ == 'X' {
+				return nil
+			}
+			continue
+		}
+		if typ == 'X' {
+			st.mu.Unlock()
+			if l != nil {
+				_, _ = l.out.Write(msg)
+				_ = l.out.Flush()
+			}
 			return nil
 		}
-		if _, err := out.Write(msg); err != nil {
-			return err
-		}
-		if in.buffered() == 0 {
-			if err := out.Flush(); err != nil {
-				return err
+		switch typ {
+		case 'Q':
+			st.pending++
+			if st.txStatus == 'I' || isCommit(msg[5:]) {
+				st.commitPending = true
 			}
+		case 'S':
+			st.pending++
+			if st.txStatus == 'I' {
+				st.commitPending = true
+			}
+		case 'P':
+			if name := cstring(msg[5:]); name != "" {
+				st.prepared[name] = append([]byte(nil), msg...)
+			}
+		case 'C':
+			if len(msg) > 6 && msg[5] == 'S' {
+				delete(st.prepared, cstring(msg[6:]))
+			}
+		}
+		st.mu.Unlock()
+		if _, err := l.out.Write(msg); err == nil && in.buffered() == 0 {
+			_ = l.out.Flush()
+		}
+		// A write error means the server is gone: serverLoop sees it too
+		// and answers the client.
+	}
+}
+
+// serverLoop forwards one server connection's messages to the client until
+// it ends, then decides what the client is told.
+func (ss *session) serverLoop(st *relayState, l *link) {
+	in := newMsgReader(l.hc.Conn, maxServerMessage)
+	for {
+		msg, err := in.next()
+		if err == nil && msg[0] == 'E' && isFatal(msg) {
+			// The server is shutting down (failover, switchover, restart):
+			// treat it as lost rather than pass on a FATAL that would make
+			// the client drop its connection.
+			err = io.EOF
+		}
+		st.mu.Lock()
+		if st.link != l {
+			st.mu.Unlock()
+			return
+		}
+		if err != nil {
+			st.link = nil
+			ss.lostLocked(st)
+			st.mu.Unlock()
+			ss.detach(l)
+			return
+		}
+		if msg[0] == 'Z' && len(msg) == 6 {
+			st.txStatus = msg[5]
+			if st.pending > 0 {
+				st.pending--
+			}
+			if st.pending == 0 {
+				st.commitPending = false
+			}
+		}
+		_, werr := st.clientW.Write(msg)
+		if werr == nil && in.buffered() == 0 {
+			werr = st.clientW.Flush()
+		}
+		st.mu.Unlock()
+		if werr != nil {
+			_ = ss.c.Close()
+			return
 		}
 	}
 }
 
-func (ss *session) serverToClient(server net.Conn) error {
-	in := newMsgReader(server, maxServerMessage)
-	out := bufio.NewWriterSize(ss.c, 16<<10)
+// lostLocked tells the client what losing its server means for it.
+func (ss *session) lostLocked(st *relayState) {
+	switch {
+	case st.pending > 0:
+		code, msg := "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"
+		if st.commitPending && st.txStatus != 'E' {
+			code, msg = "08007", "holdfast proxy: the server was lost while a commit was in progress; its outcome is unknown"
+		}
+		_, _ = st.clientW.Write(errorResponse("ERROR", code, msg))
+		for ; st.pending > 0; st.pending-- {
+			_, _ = st.clientW.Write(readyForQuery('I'))
+		}
+		_ = st.clientW.Flush()
+	case st.txStatus == 'T' || st.txStatus == 'E':
+		st.aborted = true
+	}
+	st.txStatus, st.commitPending = 'I', false
+}
+
+// replay prepares the session's named statements on a new server.
+func replay(hc *pgconn.HijackedConn, st *relayState) error {
+	st.mu.Lock()
+	var msgs [][]byte
+	for _, m := range st.prepared {
+		msgs = append(msgs, m)
+	}
+	st.mu.Unlock()
+	if len(msgs) == 0 {
+		return nil
+	}
+	w := bufio.NewWriter(hc.Conn)
+	for _, m := range msgs {
+		_, _ = w.Write(m)
+	}
+	_, _ = w.Write([]byte{'S', 0, 0, 0, 4})
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	in := newMsgReader(hc.Conn, maxServerMessage)
+	var failed error
 	for {
 		msg, err := in.next()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				// We closed it: the client is gone.
-				return nil
-			}
-			// The server went away under a live client: say so.
-			_, _ = out.Write(errorResponse("FATAL", "57P01", "holdfast proxy: the server connection was lost"))
-			_ = out.Flush()
 			return err
 		}
-		if _, err := out.Write(msg); err != nil {
-			return err
-		}
-		if in.buffered() == 0 {
-			if err := out.Flush(); err != nil {
-				return err
-			}
+		switch msg[0] {
+		case 'E':
+			failed = errors.New(errorMessage(msg))
+		case 'Z':
+			return failed
 		}
 	}
+}
+
+func readyForQuery(status byte) []byte { return []byte{'Z', 0, 0, 0, 5, status} }
+
+func cstring(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return string(b[:i])
+	}
+	return ""
+}
+
+// isCommit reports whether a simple Query starts with COMMIT or END.
+func isCommit(body []byte) bool {
+	q := strings.TrimSpace(cstring(body))
+	if len(q) > 8 {
+		q = q[:8]
+	}
+	q = strings.ToUpper(q)
+	return strings.HasPrefix(q, "COMMIT") || strings.HasPrefix(q, "END")
+}
+
+// errorFields parses an ErrorResponse body.
+func errorFields(msg []byte) map[byte]string {
+	out := map[byte]string{}
+	b := msg[5:]
+	for len(b) > 1 && b[0] != 0 {
+		f := b[0]
+		i := bytes.IndexByte(b[1:], 0)
+		if i < 0 {
+			break
+		}
+		out[f] = string(b[1 : 1+i])
+		b = b[2+i:]
+	}
+	return out
+}
+
+func isFatal(msg []byte) bool {
+	f := errorFields(msg)
+	sev := f['V']
+	if sev == "" {
+		sev = f['S']
+	}
+	return sev == "FATAL" || sev == "PANIC"
+}
+
+func errorMessage(msg []byte) string {
+	f := errorFields(msg)
+	return f['C'] + ": " + f['M']
 }
 
 // quiet maps the errors of a connection closed at either end to nil.

@@ -66,6 +66,7 @@ type Server struct {
 
 	endpoints []*endpoint
 	waiting   atomic.Int64
+	servers   atomic.Int64
 	// mockSecret salts the fake SCRAM exchange run for unknown users.
 	mockSecret []byte
 
@@ -212,6 +213,12 @@ func (s *Server) registerCancel(t cancelTarget) cancelKey {
 	}
 }
 
+func (s *Server) updateCancel(k cancelKey, t cancelTarget) {
+	s.mu.Lock()
+	s.cancels[k] = t
+	s.mu.Unlock()
+}
+
 func (s *Server) dropCancel(k cancelKey) {
 	s.mu.Lock()
 	delete(s.cancels, k)
@@ -229,4 +236,20 @@ func (s *Server) addReaderLoad(name string, d int) {
 	s.mu.Lock()
 	s.readerLoad[name] += d
 	s.mu.Unlock()
+}
+
+// Stats is a snapshot of the proxy's load.
+type Stats struct {
+	Clients map[string]int64 `json:"clients"` // per endpoint
+	Servers int64            `json:"servers"` // attached server connections
+	Waiting int64            `json:"waiting"` // clients waiting for a writer
+}
+
+// Stats returns the current counts.
+func (s *Server) Stats() Stats {
+	st := Stats{Clients: map[string]int64{}, Servers: s.servers.Load(), Waiting: s.waiting.Load()}
+	for _, e := range s.endpoints {
+		st.Clients[e.name] = e.clients.Load()
+	}
+	return st
 }

@@ -27,6 +27,7 @@ type session struct {
 
 	user, database string
 	params         map[string]string // startup parameters to pass on
+	u              User
 }
 
 func newSession(s *Server, ep *endpoint, c net.Conn) *session {
@@ -56,19 +57,15 @@ func (ss *session) run() {
 		return
 	}
 	_ = ss.c.SetDeadline(time.Time{})
+	ss.u = u
 	server, target, err := ss.connect(u)
 	if err != nil {
 		return
 	}
-	defer server.Conn.Close()
-	if !ss.ep.writer {
-		ss.s.addReaderLoad(target.Name, 1)
-		defer ss.s.addReaderLoad(target.Name, -1)
-	}
 	ss.key = ss.s.registerCancel(cancelTarget{addr: target.Addr, pid: server.PID, secret: server.SecretKey})
 	defer ss.s.dropCancel(ss.key)
 	ss.greet(server)
-	ss.relay(server)
+	ss.relay(server, target)
 }
 
 // startup reads the startup packet, answering SSL and GSS encryption
