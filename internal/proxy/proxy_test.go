@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -318,6 +319,14 @@ func TestProxySessionSurvivesFailover(t *testing.T) {
 	if _, err := idle.Exec(ctx, "INSERT INTO moves VALUES ($1)", 1); err != nil {
 		t.Fatal(err)
 	}
+	stateful, err := pgx.Connect(ctx, f.dsn("writer", f.app.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stateful.Close(ctx)
+	if _, err := stateful.Exec(ctx, "SET work_mem = '8MB'"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := inTx.Exec(ctx, "BEGIN"); err != nil {
 		t.Fatal(err)
 	}
@@ -355,6 +364,13 @@ func TestProxySessionSurvivesFailover(t *testing.T) {
 		t.Fatalf("idle session is on port %d (old primary %d): %v", port, old.Port, err)
 	}
 	t.Logf("idle session moved to the new primary in %s with no error", time.Since(start).Round(time.Millisecond))
+
+	// A session with server-side state is not moved silently: it is closed
+	// with an error saying why.
+	_, err = stateful.Exec(ctx, "SELECT current_setting('work_mem')")
+	if err == nil || !strings.Contains(err.Error(), "server-side state") {
+		t.Fatalf("a session with SET state was moved silently (err %v)", err)
+	}
 
 	// The session that was inside a transaction: retryable error, same connection.
 	_, err = inTx.Exec(ctx, "INSERT INTO moves VALUES (101)")

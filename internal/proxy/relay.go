@@ -39,6 +39,9 @@ type relayState struct {
 	pending       int
 	commitPending bool
 	aborted       bool
+	// stateful is set once the session may hold server-side state (SET,
+	// LISTEN, temporary tables, ...): it is then never moved silently.
+	stateful bool
 	// prepared keeps the named Parse messages so that a new server
 	// connection gets the same prepared statements.
 	prepared map[string][]byte
@@ -108,7 +111,12 @@ func (ss *session) clientLoop(st *relayState) error {
 			if l = st.link; l != nil || typ == 'X' {
 				break
 			}
+			stateful := st.stateful
 			st.mu.Unlock()
+			if stateful {
+				_, _ = ss.c.Write(errorResponse("FATAL", "08006", "holdfast proxy: the server connection was lost and this session had server-side state (SET, LISTEN, temporary tables, session locks...) that cannot be moved to the new server; reconnect"))
+				return nil
+			}
 			// Detached: move to the current server (waiting for one within
 			// the hold window), with the same prepared statements.
 			hc, t, err := ss.connect(ss.u)
@@ -152,14 +160,21 @@ func (ss *session) clientLoop(st *relayState) error {
 			if st.txStatus == 'I' || isCommit(msg[5:]) {
 				st.commitPending = true
 			}
+			if !st.stateful && createsSessionState(cstring(msg[5:])) {
+				st.stateful = true
+			}
 		case 'S':
 			st.pending++
 			if st.txStatus == 'I' {
 				st.commitPending = true
 			}
 		case 'P':
-			if name := cstring(msg[5:]); name != "" {
+			name := cstring(msg[5:])
+			if name != "" {
 				st.prepared[name] = append([]byte(nil), msg...)
+			}
+			if !st.stateful && createsSessionState(cstring(msg[5+len(name)+1:])) {
+				st.stateful = true
 			}
 		case 'C':
 			if len(msg) > 6 && msg[5] == 'S' {
