@@ -32,6 +32,12 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// StartupTimeout bounds a client's startup and authentication.
 	StartupTimeout time.Duration
+	// ResolveCommits makes the writer endpoint learn each explicit
+	// transaction's id before forwarding its COMMIT, so that a COMMIT lost
+	// with the server is answered from the new primary's pg_xact_status
+	// instead of with 08007. Experimental: off by default (a client hang
+	// was seen under kill -9 with it on; see issue 3's note).
+	ResolveCommits bool
 }
 
 // DefaultConfig is the configuration `holdfast up` uses.

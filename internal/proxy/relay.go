@@ -39,6 +39,14 @@ type relayState struct {
 	pending       int
 	commitPending bool
 	aborted       bool
+	// resolving tracks commit resolutions under way (see resolveCommit).
+	resolving sync.WaitGroup
+	// probe, when set, receives the answer to the xid query the proxy sends
+	// before forwarding a COMMIT; commitXid is that answer ("NULL": the
+	// transaction wrote nothing) until the COMMIT completes.
+	probe     chan probeResult
+	commitXid string
+	probeXid  string
 	// stateful is set once the session may hold server-side state (SET,
 	// LISTEN, temporary tables, ...): it is then never moved silently.
 	stateful bool
@@ -62,6 +70,9 @@ func (ss *session) relay(hc *pgconn.HijackedConn, t Target) {
 		_ = st.clientW.Flush()
 		st.mu.Unlock()
 	}
+	// A COMMIT being resolved answers the client and may attach a new
+	// server connection: wait for it before tearing the session down.
+	st.resolving.Wait()
 	st.mu.Lock()
 	l := st.link
 	st.link = nil
@@ -71,17 +82,26 @@ func (ss *session) relay(hc *pgconn.HijackedConn, t Target) {
 	}
 }
 
-func (ss *session) attach(st *relayState, hc *pgconn.HijackedConn, t Target) {
+// attach makes hc the session's server connection, unless the session got
+// one meanwhile (then hc is closed and false returned): two server
+// connections must never be live for one session, or replies would be lost.
+func (ss *session) attach(st *relayState, hc *pgconn.HijackedConn, t Target) bool {
 	l := &link{hc: hc, target: t, out: bufio.NewWriterSize(hc.Conn, 16<<10)}
+	st.mu.Lock()
+	if st.link != nil {
+		st.mu.Unlock()
+		_ = hc.Conn.Close()
+		return false
+	}
+	st.link = l
 	ss.s.servers.Add(1)
 	if !ss.ep.writer {
 		ss.s.addReaderLoad(t.Name, 1)
 	}
 	ss.s.updateCancel(ss.key, cancelTarget{addr: t.Addr, pid: hc.PID, secret: hc.SecretKey})
-	st.mu.Lock()
-	st.link = l
 	st.mu.Unlock()
 	go ss.serverLoop(st, l)
+	return true
 }
 
 func (ss *session) detach(l *link) {
@@ -154,10 +174,33 @@ func (ss *session) clientLoop(st *relayState) error {
 			}
 			return nil
 		}
+		if typ == 'Q' && ss.s.cfg.ResolveCommits && ss.ep.writer && st.txStatus == 'T' && st.pending == 0 && isCommit(msg[5:]) {
+			// Learn the transaction's id first, so that if the server is
+			// lost during the COMMIT its outcome can be looked up on the
+			// new primary instead of being reported as unknown.
+			ch := make(chan probeResult, 1)
+			st.probe = ch
+			st.mu.Unlock()
+			_, _ = l.out.Write(xidProbe)
+			_ = l.out.Flush()
+			r := <-ch
+			st.mu.Lock()
+			if !r.ok || st.link != l {
+				// Lost before the COMMIT was sent (during the probe, or
+				// right after it): nothing was committed.
+				st.aborted = false
+				_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"))
+				_, _ = st.clientW.Write(readyForQuery('I'))
+				_ = st.clientW.Flush()
+				st.mu.Unlock()
+				continue
+			}
+			st.commitXid = r.xid
+		}
 		switch typ {
 		case 'Q':
 			st.pending++
-			if st.txStatus == 'I' || isCommit(msg[5:]) {
+			if (st.txStatus == 'I' && !cannotCommit(msg[5:])) || isCommit(msg[5:]) {
 				st.commitPending = true
 			}
 			if !st.stateful && createsSessionState(cstring(msg[5:])) {
@@ -209,10 +252,26 @@ func (ss *session) serverLoop(st *relayState, l *link) {
 		}
 		if err != nil {
 			st.link = nil
+			if st.probe != nil {
+				st.probe <- probeResult{}
+				st.probe = nil
+			}
 			ss.lostLocked(st)
 			st.mu.Unlock()
 			ss.detach(l)
 			return
+		}
+		if st.probe != nil {
+			// The answer to our xid probe: consumed here, never forwarded.
+			switch msg[0] {
+			case 'D':
+				st.probeXid = dataRowFirst(msg)
+			case 'Z':
+				st.probe <- probeResult{ok: true, xid: st.probeXid}
+				st.probe, st.probeXid = nil, ""
+			}
+			st.mu.Unlock()
+			continue
 		}
 		if msg[0] == 'Z' && len(msg) == 6 {
 			st.txStatus = msg[5]
@@ -220,7 +279,7 @@ func (ss *session) serverLoop(st *relayState, l *link) {
 				st.pending--
 			}
 			if st.pending == 0 {
-				st.commitPending = false
+				st.commitPending, st.commitXid = false, ""
 			}
 		}
 		_, werr := st.clientW.Write(msg)
@@ -237,6 +296,16 @@ func (ss *session) serverLoop(st *relayState, l *link) {
 
 // lostLocked tells the client what losing its server means for it.
 func (ss *session) lostLocked(st *relayState) {
+	ss.s.log.Debug("server lost", "pending", st.pending, "tx", string(st.txStatus), "commit_pending", st.commitPending, "xid", st.commitXid)
+	if st.pending == 1 && st.commitXid != "" {
+		// A COMMIT was in flight and we know its transaction: ask the new
+		// primary what became of it.
+		xid := st.commitXid
+		st.pending, st.commitPending, st.commitXid, st.txStatus = 0, false, "", 'I'
+		st.resolving.Add(1)
+		go ss.resolveCommit(st, xid)
+		return
+	}
 	switch {
 	case st.pending > 0:
 		code, msg := "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"
@@ -308,6 +377,21 @@ func isCommit(body []byte) bool {
 	return strings.HasPrefix(q, "COMMIT") || strings.HasPrefix(q, "END")
 }
 
+// cannotCommit reports whether a simple Query run outside a transaction
+// block certainly commits nothing (so losing it in flight is retryable).
+func cannotCommit(body []byte) bool {
+	q := strings.TrimRight(strings.ToUpper(strings.TrimSpace(cstring(body))), "; \t\n")
+	if strings.Contains(q, ";") {
+		return false // several statements: one of them may commit
+	}
+	for _, p := range []string{"BEGIN", "START TRANSACTION", "ROLLBACK", "ABORT", "SHOW "} {
+		if strings.HasPrefix(q, p) {
+			return true
+		}
+	}
+	return q == ""
+}
+
 // errorFields parses an ErrorResponse body.
 func errorFields(msg []byte) map[byte]string {
 	out := map[byte]string{}
@@ -361,4 +445,110 @@ func (s *Server) pickReader() (Target, bool) {
 		}
 	}
 	return best, true
+}
+
+type probeResult struct {
+	ok  bool
+	xid string
+}
+
+// xidProbe asks for the current transaction's id ("NULL" if it has none: it
+// wrote nothing).
+var xidProbe = func() []byte {
+	q := "SELECT coalesce(pg_current_xact_id_if_assigned()::text, 'NULL')\x00"
+	b := []byte{'Q', 0, 0, 0, 0}
+	b[4] = byte(4 + len(q))
+	return append(b, q...)
+}()
+
+// dataRowFirst returns the first column of a DataRow as text ("" if NULL).
+func dataRowFirst(msg []byte) string {
+	if len(msg) < 11 || int(msg[5])<<8|int(msg[6]) < 1 {
+		return ""
+	}
+	n := int(int32(uint32(msg[7])<<24 | uint32(msg[8])<<16 | uint32(msg[9])<<8 | uint32(msg[10])))
+	if n < 0 || 11+n > len(msg) {
+		return ""
+	}
+	return string(msg[11 : 11+n])
+}
+
+// resolveCommit answers a COMMIT whose server was lost: it looks the
+// transaction up on the new primary (which holds every acknowledged commit)
+// and tells the client COMMIT or a retryable 40001, then keeps the new
+// server connection for the session.
+func (ss *session) resolveCommit(st *relayState, xid string) {
+	defer st.resolving.Done()
+	reply := func(committed bool) {
+		st.mu.Lock()
+		if committed {
+			_, _ = st.clientW.Write(commandComplete("COMMIT"))
+		} else {
+			_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed before the transaction committed; it was rolled back, retry it"))
+		}
+		_, _ = st.clientW.Write(readyForQuery('I'))
+		_ = st.clientW.Flush()
+		st.mu.Unlock()
+	}
+	if xid == "NULL" {
+		reply(true) // it wrote nothing: there was nothing to lose
+		return
+	}
+	hc, t, err := ss.connect(ss.u)
+	if err != nil {
+		_ = ss.c.Close()
+		return
+	}
+	status, err := queryOne(hc, "SELECT coalesce(pg_xact_status('"+xid+"'::xid8), 'unknown')")
+	if err != nil {
+		// An id the new primary never saw ("in the future") was never committed.
+		status = "aborted"
+	}
+	// Attach before answering, so that the client's next statement finds
+	// the new server connection.
+	st.mu.Lock()
+	stateful := st.stateful
+	st.mu.Unlock()
+	if stateful || replay(hc, st) != nil {
+		_ = hc.Conn.Close()
+	} else {
+		ss.attach(st, hc, t)
+	}
+	ss.s.log.Debug("resolved in-flight commit", "xid", xid, "status", status)
+	reply(status == "committed")
+}
+
+func commandComplete(tag string) []byte {
+	b := []byte{'C', 0, 0, 0, byte(4 + len(tag) + 1)}
+	b = append(b, tag...)
+	return append(b, 0)
+}
+
+// queryOne runs a simple query on a fresh server connection and returns the
+// first column of the first row.
+func queryOne(hc *pgconn.HijackedConn, sql string) (string, error) {
+	q := append([]byte{'Q', 0, 0, 0, 0}, sql...)
+	q = append(q, 0)
+	n := len(q) - 1
+	q[1], q[2], q[3], q[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	if _, err := hc.Conn.Write(q); err != nil {
+		return "", err
+	}
+	in := newMsgReader(hc.Conn, maxServerMessage)
+	var val string
+	var qerr error
+	for {
+		msg, err := in.next()
+		if err != nil {
+			return "", err
+		}
+		switch msg[0] {
+		case 'D':
+			val = dataRowFirst(msg)
+		case 'E':
+			qerr = errors.New(errorMessage(msg))
+		case 'Z':
+			return val, qerr
+		}
+	}
 }

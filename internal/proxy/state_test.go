@@ -36,3 +36,19 @@ func FuzzCreatesSessionState(f *testing.F) {
 	f.Add("/*")
 	f.Fuzz(func(t *testing.T, s string) { createsSessionState(s) })
 }
+
+func TestCannotCommit(t *testing.T) {
+	for _, tt := range []struct {
+		q    string
+		want bool
+	}{
+		{"BEGIN\x00", true}, {"begin;\x00", true}, {"START TRANSACTION ISOLATION LEVEL SERIALIZABLE\x00", true},
+		{"ROLLBACK\x00", true}, {"show work_mem\x00", true},
+		{"BEGIN; INSERT INTO t VALUES (1); COMMIT\x00", false}, {"INSERT INTO t VALUES (1)\x00", false},
+		{"SELECT 1\x00", false}, {"END\x00", false},
+	} {
+		if got := cannotCommit([]byte(tt.q)); got != tt.want {
+			t.Errorf("cannotCommit(%q) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}
