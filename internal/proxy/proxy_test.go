@@ -381,6 +381,13 @@ func TestProxySessionSurvivesFailover(t *testing.T) {
 	if inTx.IsClosed() {
 		t.Fatal("the client lost its connection")
 	}
+	// As after any error in a transaction block, the client ends it.
+	if _, err := inTx.Exec(ctx, "SELECT 1"); err == nil || !strings.Contains(err.Error(), "25P02") {
+		t.Fatalf("statement in the failed transaction: got %v, want 25P02", err)
+	}
+	if _, err := inTx.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatalf("ROLLBACK: %v", err)
+	}
 	if _, err := inTx.Exec(ctx, "INSERT INTO moves VALUES ($1)", 3); err != nil {
 		t.Fatalf("the retry on the same connection failed: %v", err)
 	}

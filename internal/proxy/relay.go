@@ -39,6 +39,10 @@ type relayState struct {
 	pending       int
 	commitPending bool
 	aborted       bool
+	// failedTx: the client was told its transaction failed (ReadyForQuery
+	// 'E') after the server was lost; like PostgreSQL, refuse everything
+	// but the end of the transaction block until it ends it.
+	failedTx bool
 	// resolving tracks commit resolutions under way (see resolveCommit).
 	resolving sync.WaitGroup
 	// probe, when set, receives the answer to the xid query the proxy sends
@@ -125,7 +129,7 @@ func (ss *session) clientLoop(st *relayState) error {
 		var l *link
 		for {
 			st.mu.Lock()
-			if st.aborted {
+			if st.aborted || st.failedTx {
 				break
 			}
 			if l = st.link; l != nil || typ == 'X' {
@@ -151,13 +155,22 @@ func (ss *session) clientLoop(st *relayState) error {
 			ss.attach(st, hc, t)
 		}
 		// st.mu is held here.
-		if st.aborted {
-			// Our transaction died with the old server: refuse until the
-			// client's next sync point, then start afresh.
+		if st.aborted || st.failedTx {
 			if typ == 'Q' || typ == 'S' {
-				st.aborted = false
-				_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"))
-				_, _ = st.clientW.Write(readyForQuery('I'))
+				switch {
+				case st.aborted:
+					// Our transaction died with the old server.
+					st.aborted, st.failedTx = false, true
+					_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"))
+					_, _ = st.clientW.Write(readyForQuery('E'))
+				case typ == 'Q' && endsTransaction(msg[5:]):
+					st.failedTx = false
+					_, _ = st.clientW.Write(commandComplete("ROLLBACK"))
+					_, _ = st.clientW.Write(readyForQuery('I'))
+				default:
+					_, _ = st.clientW.Write(errorResponse("ERROR", "25P02", "current transaction is aborted, commands ignored until end of transaction block"))
+					_, _ = st.clientW.Write(readyForQuery('E'))
+				}
 				_ = st.clientW.Flush()
 			}
 			st.mu.Unlock()
@@ -188,7 +201,7 @@ func (ss *session) clientLoop(st *relayState) error {
 			if !r.ok || st.link != l {
 				// Lost before the COMMIT was sent (during the probe, or
 				// right after it): nothing was committed.
-				st.aborted = false
+				st.aborted, st.failedTx = false, false
 				_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"))
 				_, _ = st.clientW.Write(readyForQuery('I'))
 				_ = st.clientW.Flush()
@@ -313,8 +326,14 @@ func (ss *session) lostLocked(st *relayState) {
 			code, msg = "08007", "holdfast proxy: the server was lost while a commit was in progress; its outcome is unknown"
 		}
 		_, _ = st.clientW.Write(errorResponse("ERROR", code, msg))
+		status := byte('I')
+		if code == "40001" && (st.txStatus == 'T' || st.txStatus == 'E') {
+			// Inside a transaction block the client must end it, as after
+			// any error in PostgreSQL.
+			status, st.failedTx = 'E', true
+		}
 		for ; st.pending > 0; st.pending-- {
-			_, _ = st.clientW.Write(readyForQuery('I'))
+			_, _ = st.clientW.Write(readyForQuery(status))
 		}
 		_ = st.clientW.Flush()
 	case st.txStatus == 'T' || st.txStatus == 'E':
@@ -390,6 +409,17 @@ func cannotCommit(body []byte) bool {
 		}
 	}
 	return q == ""
+}
+
+// endsTransaction reports whether a simple Query ends a transaction block.
+func endsTransaction(body []byte) bool {
+	q := strings.ToUpper(strings.TrimSpace(cstring(body)))
+	for _, p := range []string{"ROLLBACK", "ABORT", "COMMIT", "END"} {
+		if strings.HasPrefix(q, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // errorFields parses an ErrorResponse body.
