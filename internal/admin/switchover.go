@@ -149,7 +149,6 @@ func waitForPrimary(ctx context.Context, st *store.Store, cfg config.Config, fro
 	if err != nil {
 		return 0, err
 	}
-	ensureMaps(&snap)
 	updates := st.Watch(ctx, snap.Revision)
 	lastBlocked := ""
 	for {
@@ -175,37 +174,9 @@ func waitForPrimary(ctx context.Context, st *store.Store, cfg config.Config, fro
 			if !ok {
 				return 0, ctx.Err()
 			}
-			applyToSnapshot(&snap, u)
+			snap.Apply(u)
 		}
 	}
-}
-
-// applyToSnapshot folds a watch update into a snapshot.
-func applyToSnapshot(s *store.Snapshot, u store.Update) {
-	switch u.Kind {
-	case store.Resync:
-		if u.Snapshot != nil {
-			*s = *u.Snapshot
-			ensureMaps(s)
-		}
-	case store.MemberPut:
-		if u.Member != nil {
-			s.Members[u.Name] = *u.Member
-		}
-	case store.MemberDeleted:
-		delete(s.Members, u.Name)
-	case store.LeaderPut:
-		if u.Leader != nil {
-			s.Leaders[u.Name] = *u.Leader
-		}
-	case store.LeaderDeleted:
-		delete(s.Leaders, u.Name)
-	case store.TopologyPut:
-		if u.Topology != nil {
-			s.Topology, s.TopologyRev = *u.Topology, u.TopologyRev
-		}
-	}
-	s.Revision = max(s.Revision, u.Revision)
 }
 
 // SetPaused pauses (no automatic failover; primaries keep running) or
@@ -226,13 +197,4 @@ func SetPaused(ctx context.Context, st *store.Store, paused bool) error {
 		kind, msg = cluster.EventPaused, "cluster paused: no automatic failover"
 	}
 	return st.AppendEvent(ctx, cluster.Event{Kind: kind, Message: msg})
-}
-
-func ensureMaps(s *store.Snapshot) {
-	if s.Members == nil {
-		s.Members = map[string]cluster.Member{}
-	}
-	if s.Leaders == nil {
-		s.Leaders = map[string]cluster.Leader{}
-	}
 }

@@ -36,17 +36,8 @@ func start(t *testing.T) *fixture {
 	if !testutil.HavePostgres() {
 		t.Skip("PostgreSQL 15 is not installed")
 	}
-	cfg := config.Default()
-	cfg.Cluster = "px"
-	cfg.DataDir = testutil.TempDir(t)
-	c, p := testutil.FreePort(t), testutil.FreePort(t)
-	cfg.Etcd.ClientURL, cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", c), fmt.Sprintf("http://127.0.0.1:%d", p)
-	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
+	cfg := testutil.ClusterConfig(t, "px")
 	cfg.Proxy.Enabled = false // the test runs its own
-	for i := range cfg.Regions[0].Members {
-		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
-		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: testutil.Binary(t), RestartDelay: 3 * time.Second}, log)
 	if err != nil {

@@ -31,7 +31,6 @@ type Router struct {
 	mu      sync.Mutex
 	snap    store.Snapshot // guarded by mu
 	changed chan struct{}  // guarded by mu; closed and replaced on every change
-	ready   bool           // guarded by mu; a first snapshot was read
 }
 
 // NewRouter creates a router for the primary region.
@@ -62,16 +61,7 @@ func (r *Router) Run(ctx context.Context) {
 }
 
 func (r *Router) set(s store.Snapshot) {
-	if s.Members == nil {
-		s.Members = map[string]cluster.Member{}
-	}
-	if s.Leaders == nil {
-		s.Leaders = map[string]cluster.Leader{}
-	}
-	r.mu.Lock()
-	r.snap, r.ready = s, true
-	r.notifyLocked()
-	r.mu.Unlock()
+	r.apply(store.Update{Kind: store.Resync, Snapshot: &s})
 }
 
 func (r *Router) notifyLocked() {
@@ -80,32 +70,9 @@ func (r *Router) notifyLocked() {
 }
 
 func (r *Router) apply(u store.Update) {
-	if u.Kind == store.Resync && u.Snapshot != nil {
-		r.set(*u.Snapshot)
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := &r.snap
-	switch u.Kind {
-	case store.MemberPut:
-		if u.Member != nil {
-			s.Members[u.Name] = *u.Member
-		}
-	case store.MemberDeleted:
-		delete(s.Members, u.Name)
-	case store.LeaderPut:
-		if u.Leader != nil {
-			s.Leaders[u.Name] = *u.Leader
-		}
-	case store.LeaderDeleted:
-		delete(s.Leaders, u.Name)
-	case store.TopologyPut:
-		if u.Topology != nil {
-			s.Topology, s.TopologyRev = *u.Topology, u.TopologyRev
-		}
-	}
-	s.Revision = max(s.Revision, u.Revision)
+	r.snap.Apply(u)
 	r.notifyLocked()
 }
 

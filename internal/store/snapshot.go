@@ -87,3 +87,36 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 	}
 	return snap, nil
 }
+
+// Apply folds a watch update into the snapshot, so that a watcher keeps a
+// current view without reading the store again.
+func (s *Snapshot) Apply(u Update) {
+	if u.Kind == Resync && u.Snapshot != nil {
+		*s = *u.Snapshot
+	}
+	if s.Members == nil {
+		s.Members = map[string]cluster.Member{}
+	}
+	if s.Leaders == nil {
+		s.Leaders = map[string]cluster.Leader{}
+	}
+	switch u.Kind {
+	case MemberPut:
+		if u.Member != nil {
+			s.Members[u.Name] = *u.Member
+		}
+	case MemberDeleted:
+		delete(s.Members, u.Name)
+	case LeaderPut:
+		if u.Leader != nil {
+			s.Leaders[u.Name] = *u.Leader
+		}
+	case LeaderDeleted:
+		delete(s.Leaders, u.Name)
+	case TopologyPut:
+		if u.Topology != nil {
+			s.Topology, s.TopologyRev = *u.Topology, u.TopologyRev
+		}
+	}
+	s.Revision = max(s.Revision, u.Revision)
+}

@@ -274,3 +274,22 @@ func TestStoreClosed(t *testing.T) {
 		t.Fatal("watch after close delivered")
 	}
 }
+
+func TestSnapshotApply(t *testing.T) {
+	var s Snapshot
+	s.Apply(Update{Kind: MemberPut, Name: "a", Member: &cluster.Member{Name: "a"}, Revision: 5})
+	s.Apply(Update{Kind: LeaderPut, Name: "home", Leader: &cluster.Leader{Member: "a"}, Revision: 6})
+	s.Apply(Update{Kind: TopologyPut, Topology: &cluster.Topology{Generation: 2}, TopologyRev: 7, Revision: 7})
+	if s.Members["a"].Name != "a" || s.Leaders["home"].Member != "a" || s.Topology.Generation != 2 || s.TopologyRev != 7 || s.Revision != 7 {
+		t.Fatalf("puts not applied: %+v", s)
+	}
+	s.Apply(Update{Kind: LeaderDeleted, Name: "home", Revision: 8})
+	s.Apply(Update{Kind: MemberDeleted, Name: "a", Revision: 9})
+	if len(s.Leaders) != 0 || len(s.Members) != 0 || s.Revision != 9 {
+		t.Fatalf("deletes not applied: %+v", s)
+	}
+	s.Apply(Update{Kind: Resync, Snapshot: &Snapshot{Revision: 20}, Revision: 20})
+	if s.Revision != 20 || s.Members == nil || s.Leaders == nil {
+		t.Fatalf("resync: %+v", s)
+	}
+}

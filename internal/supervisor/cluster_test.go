@@ -67,19 +67,7 @@ func startClusterWith(t *testing.T, restartDelay time.Duration) *harness {
 		t.Skip("PostgreSQL 15 is not installed (run scripts/install-deps.sh)")
 	}
 	bin := testutil.Binary(t)
-	cfg := config.Default()
-	cfg.Cluster = "it"
-	cfg.DataDir = testutil.TempDir(t)
-	client, peer := testutil.FreePort(t), testutil.FreePort(t)
-	cfg.Etcd.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", client)
-	cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", peer)
-	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", client)}
-	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	for i := range cfg.Regions[0].Members {
-		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
-		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)
-	}
+	cfg := testutil.ClusterConfig(t, "it")
 	out := &testLog{t: t}
 	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, Out: out, RestartDelay: restartDelay}, slog.New(slog.NewTextHandler(out, nil)))
 	if err != nil {

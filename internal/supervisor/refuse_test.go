@@ -16,22 +16,7 @@ import (
 	"github.com/holdfast/holdfast/internal/testutil"
 )
 
-func testConfig(t *testing.T) config.Config {
-	cfg := config.Default()
-	cfg.Cluster = "refuse"
-	cfg.DataDir = testutil.TempDir(t)
-	c, p := testutil.FreePort(t), testutil.FreePort(t)
-	cfg.Etcd.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", c)
-	cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", p)
-	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
-	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	for i := range cfg.Regions[0].Members {
-		cfg.Regions[0].Members[i].Port = testutil.FreePort(t)
-		cfg.Regions[0].Members[i].MetricsPort = testutil.FreePort(t)
-	}
-	return cfg
-}
+func testConfig(t *testing.T) config.Config { return testutil.ClusterConfig(t, "refuse") }
 
 func openErr(t *testing.T, cfg config.Config) error {
 	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: "/nonexistent"}, slog.New(slog.NewTextHandler(io.Discard, nil)))

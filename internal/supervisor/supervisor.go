@@ -301,11 +301,7 @@ func (s *Supervisor) waitPrimary(ctx context.Context) (cluster.Member, error) {
 			if !ok {
 				return cluster.Member{}, ctx.Err()
 			}
-			if u.Kind == store.Resync || u.Kind == store.LeaderPut || u.Kind == store.MemberPut {
-				if snap, err = s.st.Snapshot(ctx); err != nil {
-					return cluster.Member{}, err
-				}
-			}
+			snap.Apply(u)
 		}
 	}
 }

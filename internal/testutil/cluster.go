@@ -1,0 +1,29 @@
+package testutil
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/config"
+)
+
+// ClusterConfig is the default deployment on free ports in a fresh
+// directory: etcd, members, their metrics and the proxy endpoints, so that
+// tests and a running `holdfast up` never collide.
+func ClusterConfig(t testing.TB, cluster string) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Cluster = cluster
+	cfg.DataDir = TempDir(t)
+	c, p := FreePort(t), FreePort(t)
+	cfg.Etcd.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", c)
+	cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", p)
+	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
+	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	for i := range cfg.Regions[0].Members {
+		cfg.Regions[0].Members[i].Port = FreePort(t)
+		cfg.Regions[0].Members[i].MetricsPort = FreePort(t)
+	}
+	return cfg
+}
