@@ -113,9 +113,27 @@ type Proxy struct {
 	MaxClients              int      `yaml:"max_clients"`
 	HoldWindow              Duration `yaml:"hold_window"`
 	MaxWaiting              int      `yaml:"max_waiting"`
-	ReaderMaxLag            ByteSize `yaml:"reader_max_lag"`
+	ReaderMaxLag            Duration `yaml:"reader_max_lag"`
 	ReaderFallbackToPrimary bool     `yaml:"reader_fallback_to_primary"`
 	ConnectTimeout          Duration `yaml:"connect_timeout"`
+	// PoolMode is "session" (a client keeps its server connection) or
+	// "transaction" (it holds one only during a transaction).
+	PoolMode string `yaml:"pool_mode"`
+	// PoolSize bounds server connections per (member, user, database).
+	PoolSize int `yaml:"pool_size"`
+	// ServerIdleTimeout closes pooled server connections idle that long.
+	ServerIdleTimeout Duration `yaml:"server_idle_timeout"`
+	// ClientIdleTimeout closes client connections idle that long (0: never).
+	ClientIdleTimeout Duration `yaml:"client_idle_timeout"`
+	// ResolveCommits looks up the outcome of a COMMIT lost with the primary
+	// on the new primary instead of answering 08007.
+	ResolveCommits bool `yaml:"resolve_commits"`
+	// TLSCertFile and TLSKeyFile serve SSLRequest. Empty: <secrets_dir>/proxy.crt
+	// and proxy.key, generated (self-signed) by holdfast up.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// Plaintext says which clients may skip TLS: "loopback", "always", "never".
+	Plaintext string `yaml:"plaintext"`
 }
 
 // Region is a group of members; one region holds the primary.
@@ -183,9 +201,14 @@ func Default() Config {
 			MaxClients:              20000,
 			HoldWindow:              Duration(30e9),
 			MaxWaiting:              10000,
-			ReaderMaxLag:            16 << 20,
+			ReaderMaxLag:            Duration(1e9),
 			ReaderFallbackToPrimary: true,
 			ConnectTimeout:          Duration(5e9),
+			PoolMode:                "session",
+			PoolSize:                20,
+			ServerIdleTimeout:       Duration(600e9),
+			ResolveCommits:          true,
+			Plaintext:               "loopback",
 		},
 		Regions: []Region{{
 			Name: "home",
@@ -259,6 +282,16 @@ func (c *Config) Resolve() {
 		c.Proxy.UsersFile = filepath.Join(c.Postgres.SecretsDir, "proxy-users.txt")
 	} else if abs, err := filepath.Abs(c.Proxy.UsersFile); err == nil {
 		c.Proxy.UsersFile = abs
+	}
+	for _, f := range []struct {
+		p    *string
+		name string
+	}{{&c.Proxy.TLSCertFile, "proxy.crt"}, {&c.Proxy.TLSKeyFile, "proxy.key"}} {
+		if *f.p == "" {
+			*f.p = filepath.Join(c.Postgres.SecretsDir, f.name)
+		} else if abs, err := filepath.Abs(*f.p); err == nil {
+			*f.p = abs
+		}
 	}
 }
 

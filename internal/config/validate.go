@@ -76,6 +76,18 @@ func (p Proxy) validate() error {
 		return invalid("proxy.reader_max_lag", "must not be negative")
 	case p.ConnectTimeout.D() <= 0:
 		return invalid("proxy.connect_timeout", "must be positive")
+	case p.PoolMode != "session" && p.PoolMode != "transaction":
+		return invalid("proxy.pool_mode", "%q must be session or transaction", p.PoolMode)
+	case p.PoolSize < 1:
+		return invalid("proxy.pool_size", "%d must be positive", p.PoolSize)
+	case p.ServerIdleTimeout.D() < 0:
+		return invalid("proxy.server_idle_timeout", "must not be negative")
+	case p.ClientIdleTimeout.D() < 0:
+		return invalid("proxy.client_idle_timeout", "must not be negative")
+	case p.Plaintext != "loopback" && p.Plaintext != "always" && p.Plaintext != "never":
+		return invalid("proxy.plaintext", "%q must be loopback, always or never", p.Plaintext)
+	case (p.TLSCertFile == "") != (p.TLSKeyFile == ""):
+		return invalid("proxy.tls_key_file", "tls_cert_file and tls_key_file are set together")
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -23,8 +24,9 @@ type Config struct {
 	HoldWindow time.Duration
 	// MaxWaiting bounds how many clients may wait at once.
 	MaxWaiting int
-	// ReaderMaxLagBytes: replicas further behind serve no reads.
-	ReaderMaxLagBytes int64
+	// ReaderMaxLag: replicas whose replay is further behind serve no reads
+	// (enforced by the Router).
+	ReaderMaxLag time.Duration
 	// ReaderFallbackToPrimary sends reads to the primary when no replica
 	// qualifies.
 	ReaderFallbackToPrimary bool
@@ -32,13 +34,31 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// StartupTimeout bounds a client's startup and authentication.
 	StartupTimeout time.Duration
+	// PoolMode is PoolSession or PoolTransaction.
+	PoolMode string
+	// PoolSize bounds server connections per (member, user, database).
+	PoolSize int
+	// ServerIdleTimeout closes pooled server connections idle that long
+	// (0: never); ClientIdleTimeout closes idle clients (0: never).
+	ServerIdleTimeout time.Duration
+	ClientIdleTimeout time.Duration
+	// TLS, when set, is offered to clients that send SSLRequest.
+	TLS *tls.Config
+	// Plaintext is which clients may skip TLS: "loopback", "always" or
+	// "never" ("never" needs TLS).
+	Plaintext string
 	// ResolveCommits makes the writer endpoint learn each explicit
 	// transaction's id before forwarding its COMMIT, so that a COMMIT lost
 	// with the server is answered from the new primary's pg_xact_status
-	// instead of with 08007. Experimental: off by default (a client hang
-	// was seen under kill -9 with it on; see issue 3's note).
+	// instead of with 08007.
 	ResolveCommits bool
 }
+
+// Pool modes.
+const (
+	PoolSession     = "session"
+	PoolTransaction = "transaction"
+)
 
 // DefaultConfig is the configuration `holdfast up` uses.
 func DefaultConfig() Config {
@@ -50,7 +70,12 @@ func DefaultConfig() Config {
 		MaxClients:              20000,
 		HoldWindow:              30 * time.Second,
 		MaxWaiting:              10000,
-		ReaderMaxLagBytes:       16 << 20,
+		ReaderMaxLag:            time.Second,
+		PoolMode:                PoolSession,
+		PoolSize:                20,
+		ServerIdleTimeout:       10 * time.Minute,
+		Plaintext:               "loopback",
+		ResolveCommits:          true,
 		ReaderFallbackToPrimary: true,
 		ConnectTimeout:          5 * time.Second,
 		StartupTimeout:          15 * time.Second,
@@ -85,6 +110,14 @@ func (c Config) Validate() error {
 		return errors.New("proxy: connect_timeout must be positive")
 	case c.StartupTimeout <= 0:
 		return errors.New("proxy: startup_timeout must be positive")
+	case c.PoolMode != PoolSession && c.PoolMode != PoolTransaction:
+		return fmt.Errorf("proxy: pool_mode %q must be session or transaction", c.PoolMode)
+	case c.PoolSize < 1:
+		return fmt.Errorf("proxy: pool_size %d must be positive", c.PoolSize)
+	case c.Plaintext != "loopback" && c.Plaintext != "always" && c.Plaintext != "never":
+		return fmt.Errorf("proxy: plaintext %q must be loopback, always or never", c.Plaintext)
+	case c.Plaintext == "never" && c.TLS == nil:
+		return errors.New("proxy: plaintext is never but no TLS certificate is configured")
 	}
 	return nil
 }

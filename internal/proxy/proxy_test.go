@@ -58,7 +58,7 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := proxy.NewRouter(sup.Store(), "home", 16<<20, log)
+	router := proxy.NewRouter(sup.Store(), "home", time.Second, log)
 	rctx, rcancel := context.WithCancel(context.Background())
 	t.Cleanup(rcancel)
 	go router.Run(rctx)

@@ -17,8 +17,11 @@ func FromDeployment(d config.Config) Config {
 	c.WriterAddr, c.ReaderAddr, c.Region = p.WriterAddr, p.ReaderAddr, d.PrimaryRegion
 	c.MaxMessageSize, c.MaxClients = int(p.MaxMessageSize), p.MaxClients
 	c.HoldWindow, c.MaxWaiting = p.HoldWindow.D(), p.MaxWaiting
-	c.ReaderMaxLagBytes, c.ReaderFallbackToPrimary = int64(p.ReaderMaxLag), p.ReaderFallbackToPrimary
+	c.ReaderMaxLag, c.ReaderFallbackToPrimary = p.ReaderMaxLag.D(), p.ReaderFallbackToPrimary
 	c.ConnectTimeout = p.ConnectTimeout.D()
+	c.PoolMode, c.PoolSize = p.PoolMode, p.PoolSize
+	c.ServerIdleTimeout, c.ClientIdleTimeout = p.ServerIdleTimeout.D(), p.ClientIdleTimeout.D()
+	c.ResolveCommits, c.Plaintext = p.ResolveCommits, p.Plaintext
 	return c
 }
 
@@ -45,7 +48,7 @@ func Start(d config.Config, st *store.Store, log *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
-	router := NewRouter(st, d.PrimaryRegion, int64(d.Proxy.ReaderMaxLag), log.With("component", "proxy-router"))
+	router := NewRouter(st, d.PrimaryRegion, d.Proxy.ReaderMaxLag.D(), log.With("component", "proxy-router"))
 	srv, err := New(FromDeployment(d), router, users, log)
 	if err != nil {
 		return nil, err
