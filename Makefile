@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DATA_DIR ?= holdfast-data
 
-.PHONY: build test verify demo deps bench clean
+.PHONY: build test verify demo deps bench bench-proxy clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
@@ -31,6 +31,11 @@ demo: deps build
 
 bench: deps build
 	./bench/failover.sh
+
+# pgbench direct, through holdfast's proxy and through PgBouncer; idle-client
+# memory; the stall clients see when the primary is killed (installs PgBouncer).
+bench-proxy: deps
+	./bench/proxy.sh
 
 clean:
 	rm -rf bin

@@ -36,6 +36,7 @@ type MemberStatus struct {
 	Timeline   int           `json:"timeline"`
 	LSN        cluster.LSN   `json:"lsn"`
 	LagBytes   int64         `json:"lag_bytes"`
+	ReplayLag  *int64        `json:"replay_lag_ms,omitempty"` // replicas: milliseconds, as last published; absent if unknown
 	Sync       bool          `json:"sync"`
 	PID        int           `json:"pid"`
 	AgentPID   int           `json:"agent_pid"`
@@ -120,6 +121,10 @@ func fill(ms *MemberStatus, m cluster.Member, snap store.Snapshot, primaryLSN cl
 	case cluster.RolePrimary:
 		ms.Sync = m.SyncStandbyNames != ""
 	case cluster.RoleReplica:
+		if m.ReplayLagMS != nil {
+			v := *m.ReplayLagMS
+			ms.ReplayLag = &v
+		}
 		if r, ok := flush[m.Name]; ok {
 			ms.Sync = r.SyncState == "sync" || r.SyncState == "quorum"
 			ms.LagBytes = cluster.Lag(primaryLSN, r.FlushLSN)

@@ -27,6 +27,7 @@ type metrics struct {
 	lsn        prometheus.Gauge
 	generation prometheus.Gauge
 	lag        *prometheus.GaugeVec
+	replayLag  *prometheus.GaugeVec // no labels: absent while unknown
 	syncSet    prometheus.Gauge
 	events     *prometheus.CounterVec
 }
@@ -52,10 +53,12 @@ func newMetrics(member string) *metrics {
 			Help: "1 for the member's current role.", ConstLabels: labels}, []string{"role"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "member", Name: "replica_lag_bytes",
 			Help: "On the primary: how far each replica's flush position is behind.", ConstLabels: labels}, []string{"replica"}),
+		replayLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "member", Name: "replay_lag_seconds",
+			Help: "On a replica: how far replay is behind in time, as published (0 once all received WAL is replayed). Absent while unknown.", ConstLabels: labels}, nil),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "holdfast", Subsystem: "member", Name: "events_total",
 			Help: "Events this agent recorded (promoted, demoted, postgres-crashed, failover-blocked, ...).", ConstLabels: labels}, []string{"kind"}),
 	}
-	reg.MustRegister(m.role, m.lag, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.role, m.lag, m.replayLag, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -77,6 +80,11 @@ func (m *metrics) observe(pub cluster.Member, leader, leaseValid bool, syncSet i
 	m.lag.Reset()
 	for _, r := range pub.Replicas {
 		m.lag.WithLabelValues(r.Name).Set(float64(cluster.Lag(pub.LSN, r.FlushLSN)))
+	}
+	if pub.Role == cluster.RoleReplica && pub.ReplayLagMS != nil {
+		m.replayLag.WithLabelValues().Set(float64(*pub.ReplayLagMS) / 1000)
+	} else {
+		m.replayLag.Reset()
 	}
 }
 

@@ -19,6 +19,7 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 		Name: a.me.Name, Region: a.region, Zone: a.me.Zone, Host: a.me.Host, Port: a.me.Port,
 		State: a.state, Role: cluster.RoleUnknown, Generation: a.topo.Generation,
 		AgentPID: os.Getpid(), PID: a.pg.PID(), Version: Version, LastError: a.lastErr,
+		LoopIntervalMS: a.cfg.Agent.LoopInterval.D().Milliseconds(),
 	}
 	if local.PGRunning {
 		m.State = cluster.StateRunning
@@ -33,6 +34,7 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 			m.ReplayLSN = lsn(st.ReplayLSN)
 			m.Streaming = st.WalReceiverStatus == "streaming"
 			m.Upstream = a.upstream
+			m.ReplayLagMS = a.replayLagMS(st)
 		} else {
 			m.Role = cluster.RolePrimary
 			m.Generation = a.generation
@@ -49,10 +51,13 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	}
 	isLeader := a.leader != nil && a.leader.Member == a.me.Name
 	a.metrics.observe(m, isLeader, local.LeaseValid, len(a.topo.SyncSet))
+	// Values that move all the time are published at the loop interval, not
+	// on every change: a change wakes every agent, which would publish its
+	// own moving values in turn.
 	cmp := m
-	cmp.UpdatedAt, cmp.LSN, cmp.ReplayLSN, cmp.Replicas = time.Time{}, 0, 0, nil
+	cmp.UpdatedAt, cmp.LSN, cmp.ReplayLSN, cmp.Replicas, cmp.ReplayLagMS = time.Time{}, 0, 0, nil, nil
 	old := a.published
-	old.UpdatedAt, old.LSN, old.ReplayLSN, old.Replicas = time.Time{}, 0, 0, nil
+	old.UpdatedAt, old.LSN, old.ReplayLSN, old.Replicas, old.ReplayLagMS = time.Time{}, 0, 0, nil, nil
 	if !force && reflect.DeepEqual(cmp, old) && time.Since(a.lastPublish) < a.cfg.Agent.LoopInterval.D() {
 		return
 	}
@@ -69,4 +74,16 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	if a.leader == nil {
 		a.pubLostRev = m.LeaderLostRev
 	}
+}
+
+// replayLagMS is the replay lag to publish: the lag of the last status plus
+// the age of that status, since replay may have stalled since (status
+// queries may fail for up to pgUnhealthyAfter before the agent gives up on
+// PostgreSQL). nil when unknown.
+func (a *Agent) replayLagMS(st postgres.Status) *int64 {
+	if !st.ReplayLagKnown || a.statusOK.IsZero() {
+		return nil
+	}
+	ms := (st.ReplayLag + time.Since(a.statusOK)).Milliseconds()
+	return &ms
 }

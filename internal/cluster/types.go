@@ -45,6 +45,14 @@ type Member struct {
 	// current leader.
 	Streaming bool   `json:"streaming"`
 	Upstream  string `json:"upstream,omitempty"`
+	// ReplayLagMS (replica only) is how far replay was behind, in
+	// milliseconds, when the report was made: 0 when the replica had replayed
+	// all WAL it received, else the time since the last replayed transaction
+	// committed on the primary. It says nothing of WAL the replica has not
+	// received. Absent when unknown (a primary, a replica that has neither
+	// streamed nor replayed a transaction since it started, an agent older
+	// than this field): readers must treat absent as "too far behind".
+	ReplayLagMS *int64 `json:"replay_lag_ms,omitempty"`
 	// SyncStandbyNames is the primary's effective synchronous_standby_names.
 	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
 	// Replicas is the primary's view of its streaming replicas.
@@ -63,6 +71,12 @@ type Member struct {
 	LastError string    `json:"last_error,omitempty"`
 	Version   string    `json:"version"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// LoopIntervalMS is the agent's loop interval in milliseconds. The agent
+	// publishes on every loop tick unless it published less than one interval
+	// before, so consecutive reports are at most about two intervals apart
+	// (plus the time a step takes): a reader of UpdatedAt can tell a silent
+	// agent from a quiet one. 0 from agents older than this field.
+	LoopIntervalMS int64 `json:"loop_interval_ms,omitempty"`
 }
 
 // ReplicaStat is one row of the primary's pg_stat_replication.

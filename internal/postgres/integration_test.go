@@ -383,9 +383,18 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !st.InRecovery || st.TimeLine != 1 || st.WalReceiverStatus != "streaming" || st.SenderPort != aPort || st.ReceiveLSN == 0 || st.CurrentLSN < st.ReplayLSN {
+		if !st.InRecovery || st.TimeLine != 1 || st.WalReceiverStatus != "streaming" || st.SenderPort != aPort || st.ReceiveLSN == 0 || st.CurrentLSN < st.ReplayLSN || !st.ReplayLagKnown {
 			t.Errorf("standby status = %+v", st)
 		}
+		// Once it has replayed all it received the lag is 0, however long
+		// ago the last transaction committed.
+		waitFor(t, 30*time.Second, "home-b to report replay lag 0", func() (bool, error) {
+			st, err := b.Status(ctx)
+			if err != nil {
+				return false, err
+			}
+			return st.ReplayLagKnown && st.ReplayLag == 0, fmt.Errorf("replay lag %v (known %v), received %s, replayed %s", st.ReplayLag, st.ReplayLagKnown, st.ReceiveLSN, st.ReplayLSN)
+		})
 		slots, err := a.Slots(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -519,8 +528,8 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.InRecovery || st.TimeLine != 2 {
-			t.Fatalf("promoted status = %+v; want primary on timeline 2", st)
+		if st.InRecovery || st.TimeLine != 2 || st.ReplayLagKnown {
+			t.Fatalf("promoted status = %+v; want primary on timeline 2, no replay lag", st)
 		}
 		if err := b.WriteConfig(Settings{}); err != nil {
 			t.Fatal(err)

@@ -44,6 +44,18 @@ type Status struct {
 	SenderPort        int
 	Replicas          []Replica // primary only
 	SyncStandbyNames  string
+	// ReplayLag (standby only) is how far replay is behind in time: 0 when
+	// everything received has been replayed (pg_last_wal_receive_lsn() <=
+	// pg_last_wal_replay_lsn()), else now() - pg_last_xact_replay_timestamp(),
+	// never negative. ReplayLagKnown is false on a primary, and on a standby
+	// that has not replayed a transaction since it started while it has WAL
+	// left to replay or has never streamed.
+	//
+	// A replica that receives nothing (WAL receiver starved or cut off)
+	// replays all it has and reports 0: this measures replay, not how far
+	// the received WAL is behind the primary.
+	ReplayLag      time.Duration
+	ReplayLagKnown bool
 }
 
 // Status queries the server over the unix socket, reusing a cached
@@ -153,10 +165,21 @@ func queryPrimary(ctx context.Context, conn *pgx.Conn, st *Status) error {
 func queryStandby(ctx context.Context, conn *pgx.Conn, st *Status) error {
 	var recv, replay string
 	var ckptTLI int32
+	var lag *float64
+	// The lag is computed in the same statement as the positions, from one
+	// reading of each. <= rather than =: after a restart the receiver
+	// starts streaming at a segment boundary, behind what was replayed.
 	if err := conn.QueryRow(ctx, `
-		SELECT coalesce(pg_last_wal_receive_lsn()::text, ''), coalesce(pg_last_wal_replay_lsn()::text, ''),
-		       (SELECT timeline_id FROM pg_control_checkpoint())`).Scan(&recv, &replay, &ckptTLI); err != nil {
+		SELECT coalesce(r::text, ''), coalesce(p::text, ''),
+		       (SELECT timeline_id FROM pg_control_checkpoint()),
+		       CASE WHEN r <= p THEN 0
+		            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
+		FROM pg_last_wal_receive_lsn() AS r, pg_last_wal_replay_lsn() AS p`).Scan(&recv, &replay, &ckptTLI, &lag); err != nil {
 		return err
+	}
+	if lag != nil {
+		// Negative when our clock is behind the primary's.
+		st.ReplayLag, st.ReplayLagKnown = time.Duration(max(*lag, 0)*float64(time.Second)), true
 	}
 	var err error
 	if st.ReceiveLSN, err = parseLSNOrZero(recv); err != nil {

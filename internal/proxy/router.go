@@ -31,6 +31,10 @@ type Router struct {
 	mu      sync.Mutex
 	snap    store.Snapshot // guarded by mu
 	changed chan struct{}  // guarded by mu; closed and replaced on every change
+	wal     walHistory     // guarded by mu; the writer's recent WAL positions
+	// serving is guarded by mu: whether each replica of the region
+	// qualified at the last Readers call, so that only changes are logged.
+	serving map[string]bool
 }
 
 // NewRouter creates a router for the primary region.
@@ -73,22 +77,37 @@ func (r *Router) apply(u store.Update) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.snap.Apply(u)
+	if w, ok := writerOf(r.snap, r.region); ok {
+		r.wal.record(w, time.Now(), r.maxLag+walHistoryKeep)
+	}
 	r.notifyLocked()
 }
 
-// writerLocked is the member writes may go to: the holder of the region's
+// writerOf is the member writes may go to: the holder of the region's
 // leader key, if it reports itself a running primary of the current
 // generation. Any doubt means no writer (invariant 2: hold, never guess).
+func writerOf(snap store.Snapshot, region string) (cluster.Member, bool) {
+	l, ok := snap.Leaders[region]
+	if !ok {
+		return cluster.Member{}, false
+	}
+	m, ok := snap.Members[l.Member]
+	if !ok || m.Role != cluster.RolePrimary || m.State != cluster.StateRunning || m.Generation != snap.Topology.Generation {
+		return cluster.Member{}, false
+	}
+	return m, true
+}
+
+func target(m cluster.Member) Target {
+	return Target{Name: m.Name, Addr: net.JoinHostPort(m.Host, fmt.Sprint(m.Port)), Generation: m.Generation}
+}
+
 func (r *Router) writerLocked() (Target, bool) {
-	l, ok := r.snap.Leaders[r.region]
+	m, ok := writerOf(r.snap, r.region)
 	if !ok {
 		return Target{}, false
 	}
-	m, ok := r.snap.Members[l.Member]
-	if !ok || m.Role != cluster.RolePrimary || m.State != cluster.StateRunning || m.Generation != r.snap.Topology.Generation {
-		return Target{}, false
-	}
-	return Target{Name: m.Name, Addr: net.JoinHostPort(m.Host, fmt.Sprint(m.Port)), Generation: m.Generation}, true
+	return target(m), true
 }
 
 // Writer returns the current writer, if any, and a channel closed at the
@@ -115,26 +134,201 @@ func (r *Router) WaitWriter(ctx context.Context) (Target, error) {
 	}
 }
 
-// Readers returns the replicas that may serve reads, streaming and within
-// the lag bound, in name order.
+// Readers returns the replicas that may serve reads (see readersFrom), in
+// name order.
 func (r *Router) Readers() []Target {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	w, ok := r.writerLocked()
-	var primaryLSN cluster.LSN
-	if ok {
-		primaryLSN = r.snap.Members[w.Name].LSN
+	out, refused := readersFrom(r.snap, r.region, r.wal, time.Now(), r.maxLag)
+	r.logReadersLocked(refused)
+	return out
+}
+
+// logReadersLocked logs replicas that start or stop serving reads. Readers
+// runs for every reader connection, so only changes are logged.
+func (r *Router) logReadersLocked(refused map[string]string) {
+	if r.serving == nil {
+		r.serving = map[string]bool{}
 	}
-	var out []Target
-	for _, m := range r.snap.Members {
-		if m.Region != r.region || m.Role != cluster.RoleReplica || m.State != cluster.StateRunning || !m.Streaming {
+	for name, why := range refused {
+		was, seen := r.serving[name]
+		switch {
+		case why == "" && (!seen || !was):
+			r.log.Info("replica serves reads", "member", name)
+		case why != "" && (!seen || was):
+			r.log.Info("replica serves no reads", "member", name, "reason", why)
+		}
+		r.serving[name] = why == ""
+	}
+	for name := range r.serving {
+		if _, ok := refused[name]; !ok {
+			delete(r.serving, name)
+		}
+	}
+}
+
+// Reader qualification.
+//
+// A replica serves reads when its own latest report says that it is a
+// running replica of the region, streaming from the writer, no further
+// behind in replay than maxLag (cluster.Member.ReplayLagMS), and that report
+// is fresh (staleAfterIntervals). The replay lag says nothing of WAL the
+// replica has not received: a replica whose WAL receiver is starved, or cut
+// off from the primary (it reports "streaming" until wal_receiver_timeout),
+// replays all it has and reports no lag. So, while the writer is known, a
+// second guard compares positions: by the time of its report the replica
+// must have received the WAL the writer had written maxLag earlier
+// (walHistory). Both compare timestamps of different hosts and assume their
+// clocks agree to well within maxLag and the loop interval (NTP).
+
+// staleAfterIntervals: a member report older than this many of its agent's
+// loop intervals does not qualify the member. Agents publish at least every
+// two intervals (cluster.Member.LoopIntervalMS); the third absorbs a slow
+// loop step, etcd latency and clock skew. It does not grow with maxLag:
+// accepting stale data is not a reason to trust a silent agent for longer.
+// With the defaults (1 s loop, 1 s max lag) a replica serving reads was
+// within 1 s of the primary as of at most 3 s ago.
+const staleAfterIntervals = 3
+
+// maxLoopInterval bounds the loop interval taken from a report, which is
+// untrusted input like everything in etcd.
+const maxLoopInterval = time.Hour
+
+// readersFrom picks the replicas of region that may serve reads at now, in
+// name order, from the snapshot and the writer's WAL history. refused holds
+// every replica of the region: "" for those picked, else why not.
+func readersFrom(snap store.Snapshot, region string, wal walHistory, now time.Time, maxLag time.Duration) (out []Target, refused map[string]string) {
+	w, haveWriter := writerOf(snap, region)
+	refused = map[string]string{}
+	for _, m := range snap.Members {
+		if m.Region != region || m.Role != cluster.RoleReplica {
 			continue
 		}
-		if ok && cluster.Lag(primaryLSN, m.LSN) > 16<<20 { // TODO(lag-time): replace with replay lag in time against r.maxLag
-			continue
+		why := refusal(m, now, maxLag)
+		if why == "" && haveWriter {
+			why = behindWriter(m, w, wal, maxLag)
 		}
-		out = append(out, Target{Name: m.Name, Addr: net.JoinHostPort(m.Host, fmt.Sprint(m.Port)), Generation: m.Generation})
+		refused[m.Name] = why
+		if why == "" {
+			out = append(out, target(m))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return out, refused
+}
+
+// refusal is why replica m's own report does not let it serve reads at
+// now, or "" if it does: running, streaming, fresh and within maxLag.
+func refusal(m cluster.Member, now time.Time, maxLag time.Duration) string {
+	switch {
+	case m.Role != cluster.RoleReplica:
+		return fmt.Sprintf("role is %s", m.Role)
+	case m.State != cluster.StateRunning:
+		return fmt.Sprintf("state is %s", m.State)
+	case !m.Streaming:
+		return "not streaming"
+	}
+	if m.LoopIntervalMS <= 0 || m.LoopIntervalMS > maxLoopInterval.Milliseconds() {
+		return "report has no usable loop interval (agent older than the proxy?)"
+	}
+	limit := staleAfterIntervals * time.Duration(m.LoopIntervalMS) * time.Millisecond
+	switch age := now.Sub(m.UpdatedAt); {
+	case age > limit:
+		return fmt.Sprintf("last report is %s old (limit %s)", age.Round(time.Millisecond), limit)
+	case age < -limit:
+		return fmt.Sprintf("last report is dated %s ahead of this host's clock (limit %s)", (-age).Round(time.Millisecond), limit)
+	}
+	switch {
+	case m.ReplayLagMS == nil:
+		return "replay lag unknown"
+	case *m.ReplayLagMS < 0:
+		return fmt.Sprintf("invalid replay lag %d ms", *m.ReplayLagMS)
+	case *m.ReplayLagMS > maxLag.Milliseconds():
+		return fmt.Sprintf("replay lag %d ms exceeds %s", *m.ReplayLagMS, maxLag)
+	}
+	return ""
+}
+
+// behindWriter is why replica m is too far behind writer w in received WAL,
+// or "". A replica following another member (a deposed primary, say) does
+// not qualify either.
+func behindWriter(m, w cluster.Member, wal walHistory, maxLag time.Duration) string {
+	if m.Upstream != w.Name {
+		return fmt.Sprintf("follows %q, not the writer %q", m.Upstream, w.Name)
+	}
+	if wal.writer != w.Name || wal.generation != w.Generation {
+		return ""
+	}
+	// The writer had written lsn by then, and m had not received it by the
+	// time it reported: its received WAL was more than maxLag behind.
+	if lsn, ok := wal.reachedBy(m.UpdatedAt.Add(-maxLag)); ok && m.LSN < lsn {
+		return fmt.Sprintf("had received up to %s at its last report, behind the %s the writer had %s before",
+			m.LSN, lsn, maxLag)
+	}
+	return ""
+}
+
+// walHistoryKeep is how far back, beyond maxLag, the writer's positions are
+// kept: past the freshness limit of any sensible loop interval. Reports
+// older than that cannot qualify a replica anyway.
+const walHistoryKeep = time.Minute
+
+// walHistoryMax bounds the marks kept whatever their times (a writer
+// publishing unusually often): the oldest go first, and a replica report
+// older than every mark is then judged on its own report alone.
+const walHistoryMax = 512
+
+// walMark is the writer's WAL position as of one of its reports: it had
+// written at least lsn by at (the report's UpdatedAt, the writer's clock).
+type walMark struct {
+	at  time.Time
+	lsn cluster.LSN
+}
+
+// walHistory holds one writer's recent reports, oldest first.
+type walHistory struct {
+	writer     string
+	generation int64
+	marks      []walMark
+}
+
+// record adds writer report w, starting over for a new writer or
+// generation, and drops marks older than keep (before now) except the
+// newest of those.
+func (h *walHistory) record(w cluster.Member, now time.Time, keep time.Duration) {
+	if w.Name != h.writer || w.Generation != h.generation {
+		*h = walHistory{writer: w.Name, generation: w.Generation}
+	}
+	if n := len(h.marks); n > 0 {
+		last := h.marks[n-1]
+		if !w.UpdatedAt.After(last.at) {
+			return // the same report again (a resync), or an older one
+		}
+		if w.LSN < last.lsn {
+			// A writer's position never moves back within a generation;
+			// start over rather than reason from contradicting reports.
+			h.marks = h.marks[:0]
+		}
+	}
+	h.marks = append(h.marks, walMark{at: w.UpdatedAt, lsn: w.LSN})
+	cutoff := now.Add(-keep)
+	drop := 0
+	for drop+1 < len(h.marks) && !h.marks[drop+1].at.After(cutoff) {
+		drop++
+	}
+	drop = max(drop, len(h.marks)-walHistoryMax)
+	if drop > 0 {
+		h.marks = append(h.marks[:0], h.marks[drop:]...)
+	}
+}
+
+// reachedBy returns the position the writer had reached by t according to
+// its reports: that of the newest report made at or before t. ok is false
+// when no report is that old.
+func (h walHistory) reachedBy(t time.Time) (lsn cluster.LSN, ok bool) {
+	i := sort.Search(len(h.marks), func(i int) bool { return h.marks[i].at.After(t) })
+	if i == 0 {
+		return 0, false
+	}
+	return h.marks[i-1].lsn, true
 }
