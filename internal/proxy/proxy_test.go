@@ -33,6 +33,13 @@ type fixture struct {
 
 func start(t *testing.T) *fixture {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith starts a cluster and a proxy on it whose configuration mutate
+// (if not nil) adjusts.
+func startWith(t *testing.T, mutate func(*proxy.Config)) *fixture {
+	t.Helper()
 	if !testutil.HavePostgres() {
 		t.Skip("PostgreSQL 15 is not installed")
 	}
@@ -54,17 +61,30 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := scram.NewVerifier(app.Password, 4096)
+	f := &fixture{cfg: cfg, sup: sup, app: app}
+	f.px = f.newProxy(t, mutate)
+	return f
+}
+
+// newProxy opens a proxy (with its own router) on the fixture's cluster;
+// mutate (if not nil) adjusts its configuration.
+func (f *fixture) newProxy(t *testing.T, mutate func(*proxy.Config)) *proxy.Server {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	v, err := scram.NewVerifier(f.app.Password, 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := proxy.NewRouter(sup.Store(), "home", time.Second, log)
+	router := proxy.NewRouter(f.sup.Store(), "home", time.Second, log)
 	rctx, rcancel := context.WithCancel(context.Background())
 	t.Cleanup(rcancel)
 	go router.Run(rctx)
 	pc := proxy.DefaultConfig()
 	pc.WriterAddr, pc.ReaderAddr = "127.0.0.1:0", "127.0.0.1:0"
-	px, err := proxy.New(pc, router, proxy.StaticUsers{app.User: {Verifier: v, ServerPassword: app.Password}}, log)
+	if mutate != nil {
+		mutate(&pc)
+	}
+	px, err := proxy.New(pc, router, proxy.StaticUsers{f.app.User: {Verifier: v, ServerPassword: f.app.Password}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +92,7 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = px.Close() })
-	return &fixture{cfg: cfg, sup: sup, app: app, px: px}
+	return px
 }
 
 func (f *fixture) dsn(endpoint, password string) string {

@@ -48,8 +48,18 @@ func Start(d config.Config, st *store.Store, log *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
+	pc := FromDeployment(d)
+	if pc.TLS, err = loadTLSIfPresent(d.Proxy.TLSCertFile, d.Proxy.TLSKeyFile); err != nil {
+		return nil, err
+	}
+	if pc.TLS == nil {
+		if pc.Plaintext == "never" {
+			return nil, fmt.Errorf("proxy: plaintext is never but proxy.tls_cert_file %s does not exist (holdfast up generates it; or set tls_cert_file and tls_key_file)", d.Proxy.TLSCertFile)
+		}
+		log.With("component", "proxy").Info("no tls certificate: SSLRequest is declined", "tls_cert_file", d.Proxy.TLSCertFile)
+	}
 	router := NewRouter(st, d.PrimaryRegion, d.Proxy.ReaderMaxLag.D(), log.With("component", "proxy-router"))
-	srv, err := New(FromDeployment(d), router, users, log)
+	srv, err := New(pc, router, users, log)
 	if err != nil {
 		return nil, err
 	}

@@ -103,9 +103,7 @@ func (ss *session) startup() bool {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.SSLRequest:
-			// TLS is not offered on this endpoint: the client may go on in
-			// plaintext (loopback) or give up.
-			if _, err := ss.c.Write([]byte{'N'}); err != nil {
+			if !ss.startTLS() {
 				return false
 			}
 		case *pgproto3.GSSEncRequest:
@@ -116,6 +114,9 @@ func (ss *session) startup() bool {
 			ss.forwardCancel(cancelKey{pid: m.ProcessID, secret: secretUint32(m.SecretKey)})
 			return false
 		case *pgproto3.StartupMessage:
+			if ss.plaintextRefused() {
+				return false
+			}
 			if m.ProtocolVersion != pgproto3.ProtocolVersion30 {
 				ss.fatal("0A000", "unsupported frontend protocol %d.%d: the proxy supports 3.0", m.ProtocolVersion>>16, m.ProtocolVersion&0xffff)
 				return false

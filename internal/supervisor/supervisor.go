@@ -122,6 +122,9 @@ func (s *Supervisor) Open(ctx context.Context) error {
 		if err := proxy.EnsureUsersFile(s.d.Proxy.UsersFile, app, admin); err != nil {
 			return err
 		}
+		if _, err := proxy.EnsureCertificate(s.d.Proxy.TLSCertFile, s.d.Proxy.TLSKeyFile, proxy.CertificateHosts(s.d.Proxy.WriterAddr, s.d.Proxy.ReaderAddr)); err != nil {
+			return err
+		}
 	}
 	if err := s.writeConfig(); err != nil {
 		return err
@@ -325,6 +328,7 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 		if a := s.proxy.Addr("reader"); a != "" {
 			s.printf("  proxy reader    postgresql://%s  (replicas, least connections first)", a)
 		}
+		s.printf("  proxy TLS       sslmode=require, or sslmode=verify-full sslrootcert=%s", s.d.Proxy.TLSCertFile)
 	}
 	s.printf("  etcd            %v (metrics at %s/metrics)", s.d.Etcd.Endpoints, s.d.Etcd.ClientURL)
 	s.printf("  credentials     %s (role %s), %s (superuser)", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), s.d.Postgres.AppUser, filepath.Join(s.d.Postgres.SecretsDir, config.AdminSecrets))
