@@ -2,256 +2,399 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
-	"net"
-	"strings"
+	"os"
 	"sync"
-
-	"github.com/jackc/pgx/v5/pgconn"
+	"time"
 )
 
 // maxServerMessage bounds messages from PostgreSQL (its own limit is 1 GB).
 const maxServerMessage = 1 << 30
 
-// link is one server connection of a session. A session may go through
-// several when the writer changes.
-type link struct {
-	hc     *pgconn.HijackedConn
-	target Target
-	out    *bufio.Writer
-}
+var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
-// relayState is what the two directions share. The session's state machine:
+// relayState is what the two directions of a session share. The session
+// holds a server connection (sc) only while it needs one: for its whole
+// life in session mode, for each transaction in transaction mode (longer
+// once pinned by session state). When the server is lost:
 //
-//	attached  -> (server lost while idle)              -> detached: the next message reconnects
-//	attached  -> (lost with requests in flight)        -> detached after answering them with an error
-//	attached  -> (lost inside a transaction, idle)     -> aborted: the next request gets 40001, then detached
+//	idle, outside a transaction  -> nothing to tell: the next message gets a new server
+//	requests in flight           -> they are answered with an error (40001, or 08007 for a COMMIT of unknown outcome)
+//	idle inside a transaction    -> aborted: the next request gets 40001, then the block must be ended
 type relayState struct {
 	mu sync.Mutex
 	// All fields below are guarded by mu.
-	link     *link
-	txStatus byte // from the last ReadyForQuery: 'I', 'T' or 'E'
-	// pending counts sync points (Query, Sync) awaiting ReadyForQuery, and
-	// commitPending whether one of them may commit (COMMIT, or a statement
-	// outside a transaction block).
+	sc         *serverConn
+	serverDone chan struct{} // closed when sc's serverLoop returns
+	txStatus   byte          // from the last ReadyForQuery: 'I', 'T' or 'E'
+	// pending counts sync points (Query, Sync, FunctionCall) awaiting
+	// ReadyForQuery, and commitPending whether one of them may commit.
+	// unsynced: extended-protocol messages were sent since the last Sync.
 	pending       int
+	unsynced      bool
 	commitPending bool
 	aborted       bool
 	// failedTx: the client was told its transaction failed (ReadyForQuery
 	// 'E') after the server was lost; like PostgreSQL, refuse everything
 	// but the end of the transaction block until it ends it.
 	failedTx bool
-	// resolving tracks commit resolutions under way (see resolveCommit).
-	resolving sync.WaitGroup
-	// probe, when set, receives the answer to the xid query the proxy sends
-	// before forwarding a COMMIT; commitXid is that answer ("NULL": the
-	// transaction wrote nothing) until the COMMIT completes.
-	probe     chan probeResult
-	commitXid string
-	probeXid  string
+	// probing: the xid probe sent ahead of a COMMIT has not been answered
+	// yet; commitXid is its answer ("NULL": the transaction wrote nothing)
+	// until the COMMIT completes.
+	probing     bool
+	probeXid    string
+	probeFailed bool
+	commitXid   string
+	// resolved is non-nil while a COMMIT lost with its server is being
+	// looked up on the new primary; closed when the client has its answer.
+	resolved chan struct{}
 	// stateful is set once the session may hold server-side state (SET,
-	// LISTEN, temporary tables, ...): it is then never moved silently.
+	// LISTEN, temporary tables, ...): it is then pinned to its server and
+	// never moved silently.
 	stateful bool
-	// prepared keeps the named Parse messages so that a new server
-	// connection gets the same prepared statements.
-	prepared map[string][]byte
-	// clientW serialises writes to the client from both directions.
+	// stmts are the client's named prepared statements (name -> Parse body
+	// after the name), re-prepared on whichever server it gets.
+	stmts map[string]string
+	// clientW buffers writes to the client while a server is attached.
 	clientW *bufio.Writer
+	// loadOn is the replica whose reader load counts this session.
+	loadOn string
+}
+
+// sendLocked writes proxy-made messages to the client.
+func (ss *session) sendLocked(st *relayState, msgs ...[]byte) {
+	if st.clientW != nil {
+		for _, m := range msgs {
+			_, _ = st.clientW.Write(m)
+		}
+		_ = st.clientW.Flush()
+		return
+	}
+	var b []byte
+	for _, m := range msgs {
+		b = append(b, m...)
+	}
+	_ = ss.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = ss.c.Write(b)
+	_ = ss.c.SetWriteDeadline(time.Time{})
 }
 
 // relay copies messages both ways until the client leaves. It frames
 // messages rather than copying bytes blindly: it must know the transaction
-// state to move an idle session to a new server when the writer changes.
-func (ss *session) relay(hc *pgconn.HijackedConn, t Target) {
-	st := &relayState{txStatus: 'I', prepared: map[string][]byte{}, clientW: bufio.NewWriterSize(ss.c, 16<<10)}
-	ss.attach(st, hc, t)
+// state to lend server connections per transaction and to move an idle
+// session to a new server when the writer changes.
+func (ss *session) relay() {
+	st := &relayState{txStatus: 'I'}
 	err := ss.clientLoop(st)
-	if errors.Is(err, ErrMessageTooLarge) {
-		st.mu.Lock()
-		_, _ = st.clientW.Write(errorResponse("FATAL", "08P01", err.Error()))
-		_ = st.clientW.Flush()
-		st.mu.Unlock()
-	}
-	// A COMMIT being resolved answers the client and may attach a new
-	// server connection: wait for it before tearing the session down.
-	st.resolving.Wait()
 	st.mu.Lock()
-	l := st.link
-	st.link = nil
-	st.mu.Unlock()
-	if l != nil {
-		ss.detach(l)
+	if errors.Is(err, ErrMessageTooLarge) {
+		ss.sendLocked(st, errorResponse("FATAL", "08P01", err.Error()))
 	}
+	for st.resolved != nil {
+		ch := st.resolved
+		st.mu.Unlock()
+		<-ch
+		st.mu.Lock()
+	}
+	sc, done := st.sc, st.serverDone
+	reusable := st.pending == 0 && !st.unsynced && st.txStatus == 'I' && !st.probing
+	stateful := st.stateful
+	if sc != nil {
+		st.sc = nil
+		ss.detachLocked(st)
+	}
+	st.mu.Unlock()
+	if sc == nil {
+		return
+	}
+	// Stop the server reader without closing the connection, so that it
+	// can go back to the pool.
+	_ = sc.conn.SetReadDeadline(time.Unix(1, 0))
+	<-done
+	_ = sc.conn.SetReadDeadline(time.Time{})
+	if reusable && sc.in.buffered() != 0 {
+		reusable = false
+	}
+	if reusable && stateful {
+		reusable = resetServer(sc)
+	}
+	sc.p.release(sc, reusable)
 }
 
-// attach makes hc the session's server connection, unless the session got
-// one meanwhile (then hc is closed and false returned): two server
-// connections must never be live for one session, or replies would be lost.
-func (ss *session) attach(st *relayState, hc *pgconn.HijackedConn, t Target) bool {
-	l := &link{hc: hc, target: t, out: bufio.NewWriterSize(hc.Conn, 16<<10)}
-	st.mu.Lock()
-	if st.link != nil {
-		st.mu.Unlock()
-		_ = hc.Conn.Close()
+// resetServer clears session state (SET, LISTEN, temporary tables,
+// prepared statements...) so that the connection can serve another client.
+func resetServer(sc *serverConn) bool {
+	_ = sc.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer sc.conn.SetDeadline(time.Time{})
+	if _, err := sc.out.Write(simpleQuery("DISCARD ALL")); err != nil || sc.out.Flush() != nil {
 		return false
 	}
-	st.link = l
+	for {
+		msg, err := sc.in.next()
+		if err != nil {
+			return false
+		}
+		switch msg[0] {
+		case 'E':
+			return false
+		case 'Z':
+			clear(sc.prepared)
+			sc.unsure = false
+			return msg[5] == 'I'
+		}
+	}
+}
+
+// attachLocked gives the session sc and starts forwarding its replies.
+func (ss *session) attachLocked(st *relayState, sc *serverConn) {
+	st.sc = sc
+	w := clientWriters.Get().(*bufio.Writer)
+	w.Reset(ss.c)
+	st.clientW = w
 	ss.s.servers.Add(1)
 	if !ss.ep.writer {
-		ss.s.addReaderLoad(t.Name, 1)
+		st.loadOn = sc.p.target.Name
+		ss.s.addReaderLoad(st.loadOn, 1)
 	}
-	ss.s.updateCancel(ss.key, cancelTarget{addr: t.Addr, pid: hc.PID, secret: hc.SecretKey})
-	st.mu.Unlock()
-	go ss.serverLoop(st, l)
-	return true
+	ss.cancelTo.Store(&cancelTarget{addr: sc.p.target.Addr, pid: sc.pid, secret: sc.secret})
+	done := make(chan struct{})
+	st.serverDone = done
+	go ss.serverLoop(st, sc, done)
 }
 
-func (ss *session) detach(l *link) {
-	_ = l.hc.Conn.Close()
+// detachLocked undoes attachLocked's bookkeeping once st.sc is cleared.
+func (ss *session) detachLocked(st *relayState) {
+	if st.clientW != nil {
+		_ = st.clientW.Flush()
+		st.clientW.Reset(nil)
+		clientWriters.Put(st.clientW)
+		st.clientW = nil
+	}
 	ss.s.servers.Add(-1)
-	if !ss.ep.writer {
-		ss.s.addReaderLoad(l.target.Name, -1)
+	if st.loadOn != "" {
+		ss.s.addReaderLoad(st.loadOn, -1)
+		st.loadOn = ""
 	}
+	ss.cancelTo.Store(nil)
 }
 
-// clientLoop reads client messages and forwards them, reconnecting a
-// detached session first.
+// clientLoop reads client messages and forwards them, borrowing a server
+// connection first when the session holds none.
 func (ss *session) clientLoop(st *relayState) error {
 	in := newMsgReader(ss.c, ss.s.cfg.MaxMessageSize)
+	idle := ss.s.cfg.ClientIdleTimeout
 	for {
+		if idle > 0 {
+			st.mu.Lock()
+			free := st.sc == nil && st.txStatus == 'I'
+			st.mu.Unlock()
+			if free {
+				_ = ss.c.SetReadDeadline(time.Now().Add(idle))
+			} else {
+				_ = ss.c.SetReadDeadline(time.Time{})
+			}
+		}
 		msg, err := in.next()
 		if err != nil {
+			if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				st.mu.Lock()
+				ss.sendLocked(st, errorResponse("FATAL", "57P05", "holdfast proxy: terminating connection due to idle timeout (client_idle_timeout)"))
+				st.mu.Unlock()
+				return nil
+			}
 			return quiet(err)
 		}
 		typ := msg[0]
-		var l *link
-		for {
-			st.mu.Lock()
-			if st.aborted || st.failedTx {
-				break
-			}
-			if l = st.link; l != nil || typ == 'X' {
-				break
-			}
-			stateful := st.stateful
-			st.mu.Unlock()
-			if stateful {
-				_, _ = ss.c.Write(errorResponse("FATAL", "08006", "holdfast proxy: the server connection was lost and this session had server-side state (SET, LISTEN, temporary tables, session locks...) that cannot be moved to the new server; reconnect"))
-				return nil
-			}
-			// Detached: move to the current server (waiting for one within
-			// the hold window), with the same prepared statements.
-			hc, t, err := ss.connect(ss.u)
-			if err != nil {
-				return nil // connect told the client why
-			}
-			if err := replay(hc, st); err != nil {
-				_ = hc.Conn.Close()
-				_, _ = ss.c.Write(errorResponse("FATAL", "57P03", "holdfast proxy: cannot restore prepared statements on the new server: "+err.Error()))
-				return nil
-			}
-			ss.attach(st, hc, t)
+		if typ == 'X' {
+			return nil // the server connection is not the client's to end
 		}
-		// st.mu is held here.
-		if st.aborted || st.failedTx {
-			if typ == 'Q' || typ == 'S' {
-				switch {
-				case st.aborted:
-					// Our transaction died with the old server.
-					st.aborted, st.failedTx = false, true
-					_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"))
-					_, _ = st.clientW.Write(readyForQuery('E'))
-				case typ == 'Q' && endsTransaction(msg[5:]):
-					st.failedTx = false
-					_, _ = st.clientW.Write(commandComplete("ROLLBACK"))
-					_, _ = st.clientW.Write(readyForQuery('I'))
-				default:
-					_, _ = st.clientW.Write(errorResponse("ERROR", "25P02", "current transaction is aborted, commands ignored until end of transaction block"))
-					_, _ = st.clientW.Write(readyForQuery('E'))
-				}
-				_ = st.clientW.Flush()
-			}
+		st.mu.Lock()
+		for st.resolved != nil {
+			// A COMMIT is being resolved: its answer comes first.
+			ch := st.resolved
 			st.mu.Unlock()
-			if typ == 'X' {
-				return nil
-			}
+			<-ch
+			st.mu.Lock()
+		}
+		if st.aborted || st.failedTx {
+			ss.refuseLocked(st, msg)
+			st.mu.Unlock()
 			continue
 		}
-		if typ == 'X' {
-			st.mu.Unlock()
-			if l != nil {
-				_, _ = l.out.Write(msg)
-				_ = l.out.Flush()
-			}
-			return nil
-		}
-		if typ == 'Q' && ss.s.cfg.ResolveCommits && ss.ep.writer && st.txStatus == 'T' && st.pending == 0 && isCommit(msg[5:]) {
-			// Learn the transaction's id first, so that if the server is
-			// lost during the COMMIT its outcome can be looked up on the
-			// new primary instead of being reported as unknown.
-			ch := make(chan probeResult, 1)
-			st.probe = ch
-			st.mu.Unlock()
-			_, _ = l.out.Write(xidProbe)
-			_ = l.out.Flush()
-			r := <-ch
-			st.mu.Lock()
-			if !r.ok || st.link != l {
-				// Lost before the COMMIT was sent (during the probe, or
-				// right after it): nothing was committed.
-				st.aborted, st.failedTx = false, false
-				_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"))
-				_, _ = st.clientW.Write(readyForQuery('I'))
-				_ = st.clientW.Flush()
+		if st.sc == nil {
+			switch typ {
+			case 'S':
+				// Nothing in flight: answer the Sync ourselves.
+				ss.sendLocked(st, readyForQuery(st.txStatus))
+				st.mu.Unlock()
+				continue
+			case 'H':
 				st.mu.Unlock()
 				continue
 			}
-			st.commitXid = r.xid
+			if st.stateful {
+				ss.sendLocked(st, errorResponse("FATAL", "08006", "holdfast proxy: the server connection was lost and this session had server-side state (SET, LISTEN, temporary tables, session locks...) that cannot be moved to the new server; reconnect"))
+				st.mu.Unlock()
+				return nil
+			}
+			st.mu.Unlock()
+			sc, err := ss.acquire()
+			if err != nil {
+				ss.fatalErr(err)
+				return nil
+			}
+			st.mu.Lock()
+			ss.attachLocked(st, sc)
 		}
-		switch typ {
-		case 'Q':
-			st.pending++
-			if (st.txStatus == 'I' && !cannotCommit(msg[5:])) || isCommit(msg[5:]) {
-				st.commitPending = true
-			}
-			if !st.stateful && createsSessionState(cstring(msg[5:])) {
-				st.stateful = true
-			}
-		case 'S':
-			st.pending++
-			if st.txStatus == 'I' {
-				st.commitPending = true
-			}
-		case 'P':
-			name := cstring(msg[5:])
-			if name != "" {
-				st.prepared[name] = append([]byte(nil), msg...)
-			}
-			if !st.stateful && createsSessionState(cstring(msg[5+len(name)+1:])) {
-				st.stateful = true
-			}
-		case 'C':
-			if len(msg) > 6 && msg[5] == 'S' {
-				delete(st.prepared, cstring(msg[6:]))
-			}
-		}
+		sc := st.sc
+		pre := ss.trackLocked(st, sc, msg)
 		st.mu.Unlock()
-		if _, err := l.out.Write(msg); err == nil && in.buffered() == 0 {
-			_ = l.out.Flush()
+		for _, m := range pre {
+			_, _ = sc.out.Write(m)
+		}
+		if _, err := sc.out.Write(msg); err == nil && in.buffered() == 0 {
+			_ = sc.out.Flush()
 		}
 		// A write error means the server is gone: serverLoop sees it too
 		// and answers the client.
 	}
 }
 
-// serverLoop forwards one server connection's messages to the client until
-// it ends, then decides what the client is told.
-func (ss *session) serverLoop(st *relayState, l *link) {
-	in := newMsgReader(l.hc.Conn, maxServerMessage)
+// refuseLocked answers a client whose transaction died with its server.
+func (ss *session) refuseLocked(st *relayState, msg []byte) {
+	typ := msg[0]
+	if typ != 'Q' && typ != 'S' {
+		return // swallowed until the Sync, as PostgreSQL does after an error
+	}
+	switch {
+	case st.aborted:
+		st.aborted, st.failedTx = false, true
+		ss.sendLocked(st, errorResponse("ERROR", "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"), readyForQuery('E'))
+	case typ == 'Q' && endsTransaction(msg[5:]):
+		st.failedTx = false
+		ss.sendLocked(st, commandComplete("ROLLBACK"), readyForQuery('I'))
+	default:
+		ss.sendLocked(st, errorResponse("ERROR", "25P02", "current transaction is aborted, commands ignored until end of transaction block"), readyForQuery('E'))
+	}
+}
+
+// trackLocked updates the session state for a message about to go to sc
+// and returns the messages to send before it: the xid probe ahead of a
+// COMMIT, and Close/Parse pairs that give sc the client's prepared
+// statements.
+func (ss *session) trackLocked(st *relayState, sc *serverConn, msg []byte) [][]byte {
+	var pre [][]byte
+	switch msg[0] {
+	case 'Q':
+		body := msg[5:]
+		st.pending++
+		commit := isCommit(body)
+		if (st.txStatus == 'I' && !cannotCommit(body)) || commit {
+			st.commitPending = true
+		}
+		if !st.stateful && createsSessionState(cstring(body)) {
+			st.stateful = true
+		}
+		if dropsPrepared(body) {
+			sc.unsure = true
+		}
+		if commit && ss.s.cfg.ResolveCommits && ss.ep.writer && st.txStatus == 'T' && st.pending == 1 {
+			// Learn the transaction's id in the same round trip, so that
+			// if the server is lost during the COMMIT its outcome can be
+			// looked up on the new primary instead of reported unknown.
+			st.probing, st.probeXid, st.probeFailed, st.commitXid = true, "", false, ""
+			pre = append(pre, xidProbe)
+		}
+	case 'S':
+		st.pending++
+		st.unsynced = false
+		if st.txStatus == 'I' {
+			st.commitPending = true
+		}
+	case 'F':
+		st.pending++
+		if st.txStatus == 'I' {
+			st.commitPending = true
+		}
+	case 'P':
+		st.unsynced = true
+		name, rest := splitCString(msg[5:])
+		if !st.stateful && createsSessionState(cstring(rest)) {
+			st.stateful = true
+		}
+		if name == "" {
+			sc.expect = append(sc.expect, expectation{reply: '1'})
+			break
+		}
+		body := string(rest)
+		if st.stmts == nil {
+			st.stmts = map[string]string{}
+		}
+		st.stmts[name] = body
+		if _, has := sc.prepared[name]; has || sc.unsure {
+			pre = append(pre, closeStmt(name))
+			sc.expect = append(sc.expect, expectation{reply: '3', injected: true})
+		}
+		sc.prepared[name] = body
+		sc.expect = append(sc.expect, expectation{reply: '1'})
+	case 'B':
+		st.unsynced = true
+		_, rest := splitCString(msg[5:]) // portal
+		pre = ss.ensureLocked(st, sc, cstring(rest), pre)
+	case 'D':
+		st.unsynced = true
+		if len(msg) > 6 && msg[5] == 'S' {
+			pre = ss.ensureLocked(st, sc, cstring(msg[6:]), pre)
+		}
+	case 'C':
+		st.unsynced = true
+		if len(msg) > 6 {
+			if msg[5] == 'S' {
+				name := cstring(msg[6:])
+				delete(st.stmts, name)
+				delete(sc.prepared, name)
+			}
+			sc.expect = append(sc.expect, expectation{reply: '3'})
+		}
+	case 'E', 'H':
+		st.unsynced = true
+	}
+	return pre
+}
+
+// ensureLocked makes sure the server has the client's statement name as the
+// client prepared it (another client's statement of the same name, or none,
+// may be there) before a message that uses it.
+func (ss *session) ensureLocked(st *relayState, sc *serverConn, name string, pre [][]byte) [][]byte {
+	if name == "" {
+		return pre
+	}
+	body, mine := st.stmts[name]
+	cur, has := sc.prepared[name]
+	if mine && has && cur == body {
+		return pre
+	}
+	if has || sc.unsure {
+		// Not ours, or not the same: the server must not run it.
+		pre = append(pre, closeStmt(name))
+		sc.expect = append(sc.expect, expectation{reply: '3', injected: true})
+		delete(sc.prepared, name)
+	}
+	if mine {
+		pre = append(pre, parseMsg(name, body))
+		sc.expect = append(sc.expect, expectation{reply: '1', injected: true})
+		sc.prepared[name] = body
+	}
+	return pre
+}
+
+// serverLoop forwards sc's messages to the client until the session gives
+// sc back or it is lost.
+func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}) {
+	defer close(done)
 	for {
-		msg, err := in.next()
+		msg, err := sc.in.next()
 		if err == nil && msg[0] == 'E' && isFatal(msg) {
 			// The server is shutting down (failover, switchover, restart):
 			// treat it as lost rather than pass on a FATAL that would make
@@ -259,316 +402,185 @@ func (ss *session) serverLoop(st *relayState, l *link) {
 			err = io.EOF
 		}
 		st.mu.Lock()
-		if st.link != l {
+		if st.sc != sc {
 			st.mu.Unlock()
-			return
+			return // the session gave it back
 		}
 		if err != nil {
-			st.link = nil
-			if st.probe != nil {
-				st.probe <- probeResult{}
-				st.probe = nil
-			}
+			st.sc = nil
 			ss.lostLocked(st)
+			ss.detachLocked(st)
 			st.mu.Unlock()
-			ss.detach(l)
+			sc.p.release(sc, false)
 			return
 		}
-		if st.probe != nil {
+		if st.probing {
 			// The answer to our xid probe: consumed here, never forwarded.
 			switch msg[0] {
 			case 'D':
 				st.probeXid = dataRowFirst(msg)
+			case 'E':
+				st.probeFailed = true
 			case 'Z':
-				st.probe <- probeResult{ok: true, xid: st.probeXid}
-				st.probe, st.probeXid = nil, ""
+				st.probing = false
+				if !st.probeFailed {
+					st.commitXid = st.probeXid
+				}
 			}
 			st.mu.Unlock()
 			continue
 		}
-		if msg[0] == 'Z' && len(msg) == 6 {
-			st.txStatus = msg[5]
+		switch msg[0] {
+		case '1', '3':
+			if len(sc.expect) > 0 {
+				e := sc.expect[0]
+				sc.expect = sc.expect[1:]
+				if e.reply != msg[0] {
+					ss.s.log.Warn("prepared statement bookkeeping out of step; re-preparing from now on", "got", string(msg[0]), "want", string(e.reply))
+					sc.unsure, sc.expect = true, sc.expect[:0]
+				} else if e.injected {
+					st.mu.Unlock()
+					continue
+				}
+			}
+		case 'Z':
+			if len(msg) == 6 {
+				st.txStatus = msg[5]
+			}
 			if st.pending > 0 {
 				st.pending--
 			}
 			if st.pending == 0 {
 				st.commitPending, st.commitXid = false, ""
 			}
+			if len(sc.expect) > 0 {
+				// Skipped after an error: what they did is unknown.
+				sc.unsure, sc.expect = true, sc.expect[:0]
+			}
 		}
 		_, werr := st.clientW.Write(msg)
-		if werr == nil && in.buffered() == 0 {
+		if werr == nil && sc.in.buffered() == 0 {
 			werr = st.clientW.Flush()
+		}
+		if msg[0] == 'Z' && ss.s.cfg.PoolMode == PoolTransaction && st.pending == 0 && !st.unsynced && st.txStatus == 'I' && !st.stateful {
+			// Transaction over: give the server back.
+			_ = st.clientW.Flush()
+			st.sc = nil
+			ss.detachLocked(st)
+			st.mu.Unlock()
+			sc.p.release(sc, true)
+			return
 		}
 		st.mu.Unlock()
 		if werr != nil {
-			_ = ss.c.Close()
-			return
+			_ = ss.c.Close() // the client is gone; clientLoop ends the session
 		}
 	}
 }
 
 // lostLocked tells the client what losing its server means for it.
 func (ss *session) lostLocked(st *relayState) {
-	ss.s.log.Debug("server lost", "pending", st.pending, "tx", string(st.txStatus), "commit_pending", st.commitPending, "xid", st.commitXid)
-	if st.pending == 1 && st.commitXid != "" {
+	ss.s.log.Debug("server lost", "pending", st.pending, "tx", string(st.txStatus), "commit_pending", st.commitPending, "xid", st.commitXid, "probing", st.probing)
+	if st.pending == 1 && st.commitXid != "" && !st.probing {
 		// A COMMIT was in flight and we know its transaction: ask the new
 		// primary what became of it.
 		xid := st.commitXid
 		st.pending, st.commitPending, st.commitXid, st.txStatus = 0, false, "", 'I'
-		st.resolving.Add(1)
+		st.resolved = make(chan struct{})
 		go ss.resolveCommit(st, xid)
 		return
 	}
+	st.probing = false
 	switch {
 	case st.pending > 0:
 		code, msg := "40001", "holdfast proxy: the primary changed and the transaction was rolled back; retry it"
 		if st.commitPending && st.txStatus != 'E' {
 			code, msg = "08007", "holdfast proxy: the server was lost while a commit was in progress; its outcome is unknown"
 		}
-		_, _ = st.clientW.Write(errorResponse("ERROR", code, msg))
 		status := byte('I')
 		if code == "40001" && (st.txStatus == 'T' || st.txStatus == 'E') {
 			// Inside a transaction block the client must end it, as after
 			// any error in PostgreSQL.
 			status, st.failedTx = 'E', true
 		}
+		msgs := [][]byte{errorResponse("ERROR", code, msg)}
 		for ; st.pending > 0; st.pending-- {
-			_, _ = st.clientW.Write(readyForQuery(status))
+			msgs = append(msgs, readyForQuery(status))
 		}
-		_ = st.clientW.Flush()
+		ss.sendLocked(st, msgs...)
 	case st.txStatus == 'T' || st.txStatus == 'E':
 		st.aborted = true
 	}
-	st.txStatus, st.commitPending = 'I', false
-}
-
-// replay prepares the session's named statements on a new server.
-func replay(hc *pgconn.HijackedConn, st *relayState) error {
-	st.mu.Lock()
-	var msgs [][]byte
-	for _, m := range st.prepared {
-		msgs = append(msgs, m)
-	}
-	st.mu.Unlock()
-	if len(msgs) == 0 {
-		return nil
-	}
-	w := bufio.NewWriter(hc.Conn)
-	for _, m := range msgs {
-		_, _ = w.Write(m)
-	}
-	_, _ = w.Write([]byte{'S', 0, 0, 0, 4})
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	in := newMsgReader(hc.Conn, maxServerMessage)
-	var failed error
-	for {
-		msg, err := in.next()
-		if err != nil {
-			return err
-		}
-		switch msg[0] {
-		case 'E':
-			failed = errors.New(errorMessage(msg))
-		case 'Z':
-			return failed
-		}
-	}
-}
-
-func readyForQuery(status byte) []byte { return []byte{'Z', 0, 0, 0, 5, status} }
-
-func cstring(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		return string(b[:i])
-	}
-	return ""
-}
-
-// isCommit reports whether a simple Query starts with COMMIT or END.
-func isCommit(body []byte) bool {
-	q := strings.TrimSpace(cstring(body))
-	if len(q) > 8 {
-		q = q[:8]
-	}
-	q = strings.ToUpper(q)
-	return strings.HasPrefix(q, "COMMIT") || strings.HasPrefix(q, "END")
-}
-
-// cannotCommit reports whether a simple Query run outside a transaction
-// block certainly commits nothing (so losing it in flight is retryable).
-func cannotCommit(body []byte) bool {
-	q := strings.TrimRight(strings.ToUpper(strings.TrimSpace(cstring(body))), "; \t\n")
-	if strings.Contains(q, ";") {
-		return false // several statements: one of them may commit
-	}
-	for _, p := range []string{"BEGIN", "START TRANSACTION", "ROLLBACK", "ABORT", "SHOW "} {
-		if strings.HasPrefix(q, p) {
-			return true
-		}
-	}
-	return q == ""
-}
-
-// endsTransaction reports whether a simple Query ends a transaction block.
-func endsTransaction(body []byte) bool {
-	q := strings.ToUpper(strings.TrimSpace(cstring(body)))
-	for _, p := range []string{"ROLLBACK", "ABORT", "COMMIT", "END"} {
-		if strings.HasPrefix(q, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// errorFields parses an ErrorResponse body.
-func errorFields(msg []byte) map[byte]string {
-	out := map[byte]string{}
-	b := msg[5:]
-	for len(b) > 1 && b[0] != 0 {
-		f := b[0]
-		i := bytes.IndexByte(b[1:], 0)
-		if i < 0 {
-			break
-		}
-		out[f] = string(b[1 : 1+i])
-		b = b[2+i:]
-	}
-	return out
-}
-
-func isFatal(msg []byte) bool {
-	f := errorFields(msg)
-	sev := f['V']
-	if sev == "" {
-		sev = f['S']
-	}
-	return sev == "FATAL" || sev == "PANIC"
-}
-
-func errorMessage(msg []byte) string {
-	f := errorFields(msg)
-	return f['C'] + ": " + f['M']
-}
-
-// quiet maps the errors of a connection closed at either end to nil.
-func quiet(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
-}
-
-// pickReader chooses the qualifying replica with the fewest sessions.
-func (s *Server) pickReader() (Target, bool) {
-	rs := s.router.Readers()
-	if len(rs) == 0 {
-		return Target{}, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	best := rs[0]
-	for _, r := range rs[1:] {
-		if s.readerLoad[r.Name] < s.readerLoad[best.Name] {
-			best = r
-		}
-	}
-	return best, true
-}
-
-type probeResult struct {
-	ok  bool
-	xid string
-}
-
-// xidProbe asks for the current transaction's id ("NULL" if it has none: it
-// wrote nothing).
-var xidProbe = func() []byte {
-	q := "SELECT coalesce(pg_current_xact_id_if_assigned()::text, 'NULL')\x00"
-	b := []byte{'Q', 0, 0, 0, 0}
-	b[4] = byte(4 + len(q))
-	return append(b, q...)
-}()
-
-// dataRowFirst returns the first column of a DataRow as text ("" if NULL).
-func dataRowFirst(msg []byte) string {
-	if len(msg) < 11 || int(msg[5])<<8|int(msg[6]) < 1 {
-		return ""
-	}
-	n := int(int32(uint32(msg[7])<<24 | uint32(msg[8])<<16 | uint32(msg[9])<<8 | uint32(msg[10])))
-	if n < 0 || 11+n > len(msg) {
-		return ""
-	}
-	return string(msg[11 : 11+n])
+	st.txStatus, st.commitPending, st.commitXid, st.unsynced = 'I', false, "", false
 }
 
 // resolveCommit answers a COMMIT whose server was lost: it looks the
 // transaction up on the new primary (which holds every acknowledged commit)
-// and tells the client COMMIT or a retryable 40001, then keeps the new
-// server connection for the session.
+// and tells the client COMMIT or a retryable 40001.
 func (ss *session) resolveCommit(st *relayState, xid string) {
-	defer st.resolving.Done()
-	reply := func(committed bool) {
+	reply := func(msgs ...[]byte) {
 		st.mu.Lock()
-		if committed {
-			_, _ = st.clientW.Write(commandComplete("COMMIT"))
-		} else {
-			_, _ = st.clientW.Write(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed before the transaction committed; it was rolled back, retry it"))
-		}
-		_, _ = st.clientW.Write(readyForQuery('I'))
-		_ = st.clientW.Flush()
+		ss.sendLocked(st, msgs...)
+		close(st.resolved)
+		st.resolved = nil
 		st.mu.Unlock()
 	}
+	committed := [][]byte{commandComplete("COMMIT"), readyForQuery('I')}
 	if xid == "NULL" {
-		reply(true) // it wrote nothing: there was nothing to lose
+		reply(committed...) // it wrote nothing: there was nothing to lose
 		return
 	}
-	hc, t, err := ss.connect(ss.u)
+	sc, err := ss.acquire()
 	if err != nil {
+		var ce *clientError
+		if !errors.As(err, &ce) {
+			ce = &clientError{"08007", err.Error()}
+		}
+		reply(errorResponse("FATAL", "08007", "holdfast proxy: the server was lost while a commit was in progress and its outcome cannot be looked up: "+ce.msg))
 		_ = ss.c.Close()
 		return
 	}
-	status, err := queryOne(hc, "SELECT coalesce(pg_xact_status('"+xid+"'::xid8), 'unknown')")
-	if err != nil {
-		// An id the new primary never saw ("in the future") was never committed.
-		status = "aborted"
+	status, err := queryOne(sc, "SELECT coalesce(pg_xact_status('"+xid+"'::xid8), 'unknown')")
+	sc.p.release(sc, err == nil || isPgError(err))
+	if err != nil && !isPgError(err) {
+		reply(errorResponse("ERROR", "08007", "holdfast proxy: the server was lost while a commit was in progress; its outcome is unknown"), readyForQuery('I'))
+		return
 	}
-	// Attach before answering, so that the client's next statement finds
-	// the new server connection.
-	st.mu.Lock()
-	stateful := st.stateful
-	st.mu.Unlock()
-	if stateful || replay(hc, st) != nil {
-		_ = hc.Conn.Close()
-	} else {
-		ss.attach(st, hc, t)
+	// An error here means an id the new primary never saw ("in the
+	// future"): it was never committed.
+	ss.s.log.Debug("resolved in-flight commit", "xid", xid, "status", status, "err", err)
+	if err == nil && status == "committed" {
+		reply(committed...)
+		return
 	}
-	ss.s.log.Debug("resolved in-flight commit", "xid", xid, "status", status)
-	reply(status == "committed")
+	reply(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed before the transaction committed; it was rolled back, retry it"), readyForQuery('I'))
 }
 
-func commandComplete(tag string) []byte {
-	b := []byte{'C', 0, 0, 0, byte(4 + len(tag) + 1)}
-	b = append(b, tag...)
-	return append(b, 0)
+type pgError struct{ msg string }
+
+func (e *pgError) Error() string { return e.msg }
+
+func isPgError(err error) bool {
+	var pe *pgError
+	return errors.As(err, &pe)
 }
 
-// queryOne runs a simple query on a fresh server connection and returns the
-// first column of the first row.
-func queryOne(hc *pgconn.HijackedConn, sql string) (string, error) {
-	q := append([]byte{'Q', 0, 0, 0, 0}, sql...)
-	q = append(q, 0)
-	n := len(q) - 1
-	q[1], q[2], q[3], q[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-	if _, err := hc.Conn.Write(q); err != nil {
+// queryOne runs a simple query on a server connection and returns the
+// first column of the first row; a *pgError if the server answered with an
+// error.
+func queryOne(sc *serverConn, sql string) (string, error) {
+	_ = sc.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	defer sc.conn.SetDeadline(time.Time{})
+	if _, err := sc.out.Write(simpleQuery(sql)); err != nil {
 		return "", err
 	}
-	in := newMsgReader(hc.Conn, maxServerMessage)
+	if err := sc.out.Flush(); err != nil {
+		return "", err
+	}
 	var val string
 	var qerr error
 	for {
-		msg, err := in.next()
+		msg, err := sc.in.next()
 		if err != nil {
 			return "", err
 		}
@@ -576,7 +588,7 @@ func queryOne(hc *pgconn.HijackedConn, sql string) (string, error) {
 		case 'D':
 			val = dataRowFirst(msg)
 		case 'E':
-			qerr = errors.New(errorMessage(msg))
+			qerr = &pgError{errorMessage(msg)}
 		case 'Z':
 			return val, qerr
 		}

@@ -71,8 +71,10 @@ type Server struct {
 	mockSecret []byte
 
 	mu      sync.Mutex
-	cancels map[cancelKey]cancelTarget // guarded by mu
-	conns   map[net.Conn]struct{}      // guarded by mu: open client connections
+	cancels map[cancelKey]*session         // guarded by mu
+	pools   map[poolKey]*pool              // guarded by mu
+	greets  map[paramKey]map[string]string // guarded by mu: ParameterStatus to greet clients with
+	conns   map[net.Conn]struct{}          // guarded by mu: open client connections
 	// readerLoad counts sessions per replica for least-connections routing.
 	readerLoad map[string]int // guarded by mu
 	closed     bool           // guarded by mu
@@ -88,7 +90,7 @@ func New(cfg Config, router *Router, users Users, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	return &Server{cfg: cfg, router: router, users: users, log: log.With("component", "proxy"),
-		cancels: map[cancelKey]cancelTarget{}, conns: map[net.Conn]struct{}{}, readerLoad: map[string]int{},
+		cancels: map[cancelKey]*session{}, pools: map[poolKey]*pool{}, greets: map[paramKey]map[string]string{}, conns: map[net.Conn]struct{}{}, readerLoad: map[string]int{},
 		mockSecret: randomBytes(32)}, nil
 }
 
@@ -114,6 +116,8 @@ func (s *Server) Open() error {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.acceptLoop(ep) }()
 	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.janitor() }()
 	return nil
 }
 
@@ -174,9 +178,20 @@ func (s *Server) acceptLoop(ep *endpoint) {
 		}
 		s.wg.Add(1)
 		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c)
-			newSession(s, ep, c).run()
+			ss := newSession(s, ep, c)
+			if !ss.open() {
+				s.untrack(c)
+				s.wg.Done()
+				return
+			}
+			// Relay on a fresh goroutine: its stack starts small again
+			// after the authentication's deep calls, which matters with
+			// thousands of idle clients.
+			go func() {
+				defer s.wg.Done()
+				defer s.untrack(c)
+				ss.serve()
+			}()
 		}()
 	}
 }
@@ -199,7 +214,7 @@ func (s *Server) untrack(c net.Conn) {
 }
 
 // registerCancel issues the key a client will use to cancel its queries.
-func (s *Server) registerCancel(t cancelTarget) cancelKey {
+func (s *Server) registerCancel(ss *session) cancelKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
@@ -207,16 +222,10 @@ func (s *Server) registerCancel(t cancelTarget) cancelKey {
 		_, _ = rand.Read(b[:])
 		k := cancelKey{pid: binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, secret: binary.BigEndian.Uint32(b[4:])}
 		if _, taken := s.cancels[k]; !taken && k.pid != 0 {
-			s.cancels[k] = t
+			s.cancels[k] = ss
 			return k
 		}
 	}
-}
-
-func (s *Server) updateCancel(k cancelKey, t cancelTarget) {
-	s.mu.Lock()
-	s.cancels[k] = t
-	s.mu.Unlock()
 }
 
 func (s *Server) dropCancel(k cancelKey) {
@@ -225,11 +234,20 @@ func (s *Server) dropCancel(k cancelKey) {
 	s.mu.Unlock()
 }
 
+// lookupCancel returns the server connection a client's key points at now,
+// if it holds one.
 func (s *Server) lookupCancel(k cancelKey) (cancelTarget, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.cancels[k]
-	return t, ok
+	ss := s.cancels[k]
+	s.mu.Unlock()
+	if ss == nil {
+		return cancelTarget{}, false
+	}
+	t := ss.cancelTo.Load()
+	if t == nil {
+		return cancelTarget{}, false
+	}
+	return *t, true
 }
 
 func (s *Server) addReaderLoad(name string, d int) {
@@ -241,13 +259,14 @@ func (s *Server) addReaderLoad(name string, d int) {
 // Stats is a snapshot of the proxy's load.
 type Stats struct {
 	Clients map[string]int64 `json:"clients"` // per endpoint
-	Servers int64            `json:"servers"` // attached server connections
+	Servers int64            `json:"servers"` // server connections lent to clients
 	Waiting int64            `json:"waiting"` // clients waiting for a writer
+	Pools   []PoolStats      `json:"pools"`
 }
 
 // Stats returns the current counts.
 func (s *Server) Stats() Stats {
-	st := Stats{Clients: map[string]int64{}, Servers: s.servers.Load(), Waiting: s.waiting.Load()}
+	st := Stats{Clients: map[string]int64{}, Servers: s.servers.Load(), Waiting: s.waiting.Load(), Pools: s.Pools()}
 	for _, e := range s.endpoints {
 		st.Clients[e.name] = e.clients.Load()
 	}

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,7 +27,11 @@ type session struct {
 
 	user, database string
 	params         map[string]string // startup parameters to pass on
+	paramsKey      string            // params, canonical (part of the pool key)
 	u              User
+	// cancelTo is where the client's CancelRequest goes: the server
+	// connection it holds now, if any.
+	cancelTo atomic.Pointer[cancelTarget]
 }
 
 func newSession(s *Server, ep *endpoint, c net.Conn) *session {
@@ -40,32 +44,49 @@ func (ss *session) fatal(code, format string, args ...any) {
 	_, _ = ss.c.Write(errorResponse("FATAL", code, fmt.Sprintf(format, args...)))
 }
 
-func (ss *session) run() {
+// open runs the startup and authentication and greets the client. It
+// returns false when the session is over.
+func (ss *session) open() bool {
 	n := ss.ep.clients.Add(1)
-	defer ss.ep.clients.Add(-1)
+	ok := false
+	defer func() {
+		if !ok {
+			ss.ep.clients.Add(-1)
+		}
+	}()
 	_ = ss.c.SetDeadline(time.Now().Add(ss.s.cfg.StartupTimeout))
 	ss.be.SetMaxBodyLen(ss.s.cfg.MaxMessageSize)
 	if !ss.startup() {
-		return
+		return false
 	}
 	if n > int64(ss.s.cfg.MaxClients) {
 		ss.fatal("53300", "too many client connections on the %s endpoint (max_clients %d)", ss.ep.name, ss.s.cfg.MaxClients)
-		return
+		return false
 	}
-	u, ok := ss.authenticate()
-	if !ok {
-		return
+	u, authOK := ss.authenticate()
+	if !authOK {
+		return false
 	}
 	_ = ss.c.SetDeadline(time.Time{})
 	ss.u = u
-	server, target, err := ss.connect(u)
+	ss.paramsKey = canonicalParams(ss.params)
+	params, err := ss.greeting()
 	if err != nil {
-		return
+		ss.fatalErr(err)
+		return false
 	}
-	ss.key = ss.s.registerCancel(cancelTarget{addr: target.Addr, pid: server.PID, secret: server.SecretKey})
+	ss.key = ss.s.registerCancel(ss)
+	ss.greet(params)
+	ss.be = nil // its buffers are not needed any more
+	ok = true
+	return true
+}
+
+// serve relays until the client leaves.
+func (ss *session) serve() {
+	defer ss.ep.clients.Add(-1)
 	defer ss.s.dropCancel(ss.key)
-	ss.greet(server)
-	ss.relay(server, target)
+	ss.relay()
 }
 
 // startup reads the startup packet, answering SSL and GSS encryption
@@ -134,7 +155,7 @@ func secretUint32(b []byte) uint32 {
 // key maps to. Unknown keys are ignored, as PostgreSQL does.
 func (ss *session) forwardCancel(k cancelKey) {
 	t, ok := ss.s.lookupCancel(k)
-	if !ok {
+	if !ok || t.addr == "" {
 		return
 	}
 	c, err := net.DialTimeout("tcp", t.addr, ss.s.cfg.ConnectTimeout)
@@ -228,15 +249,32 @@ func randomBytes(n int) []byte {
 	return b
 }
 
+// clientError is what the client is told when the session cannot get a
+// server connection.
+type clientError struct {
+	code, msg string
+}
+
+func (e *clientError) Error() string { return e.code + ": " + e.msg }
+
+func (ss *session) fatalErr(err error) {
+	var ce *clientError
+	if errors.As(err, &ce) {
+		ss.fatal(ce.code, "%s", ce.msg)
+		return
+	}
+	ss.fatal("57P03", "holdfast proxy: %v", err)
+}
+
 // pick chooses the server for this session: the writer (waiting for one
-// within the hold window), or the least-loaded qualifying replica.
+// until ctx ends: the hold window), or the least-loaded qualifying replica.
 func (ss *session) pick(ctx context.Context) (Target, error) {
 	if !ss.ep.writer {
 		if t, ok := ss.s.pickReader(); ok {
 			return t, nil
 		}
 		if !ss.s.cfg.ReaderFallbackToPrimary {
-			return Target{}, errors.New("no replica qualifies for reads and reader_fallback_to_primary is off")
+			return Target{}, &clientError{"57P03", "holdfast proxy: no replica qualifies for reads and reader_fallback_to_primary is off"}
 		}
 	}
 	if t, ok, _ := ss.s.router.Writer(); ok {
@@ -244,82 +282,88 @@ func (ss *session) pick(ctx context.Context) (Target, error) {
 	}
 	if n := ss.s.waiting.Add(1); n > int64(ss.s.cfg.MaxWaiting) {
 		ss.s.waiting.Add(-1)
-		return Target{}, fmt.Errorf("no primary, and %d clients already wait for one (max_waiting)", n-1)
+		return Target{}, &clientError{"53300", fmt.Sprintf("holdfast proxy: no primary, and %d clients already wait for one (max_waiting)", n-1)}
 	}
 	defer ss.s.waiting.Add(-1)
-	wctx, cancel := context.WithTimeout(ctx, ss.s.cfg.HoldWindow)
-	defer cancel()
-	t, err := ss.s.router.WaitWriter(wctx)
+	t, err := ss.s.router.WaitWriter(ctx)
 	if err != nil {
-		return Target{}, fmt.Errorf("no primary became available within %s (hold_window): the cluster is failing over or has no eligible member", ss.s.cfg.HoldWindow)
+		return Target{}, &clientError{"57P03", fmt.Sprintf("holdfast proxy: no primary became available within %s (hold_window): the cluster is failing over or has no eligible member", ss.s.cfg.HoldWindow)}
 	}
 	return t, nil
 }
 
-// connect opens the server connection with the proxy's credentials. It
-// retries within the hold window while the target changes or refuses.
-func (ss *session) connect(u User) (*pgconn.HijackedConn, Target, error) {
-	deadline := time.Now().Add(ss.s.cfg.HoldWindow)
+// acquire lends the session a server connection of its endpoint, waiting
+// within the hold window for a writer, for a free pool slot, and while the
+// target refuses connections (it may be shutting down or starting). The
+// error is a *clientError to pass on.
+func (ss *session) acquire() (*serverConn, error) {
+	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.cfg.HoldWindow)
+	defer cancel()
 	var lastErr error
-	for time.Now().Before(deadline) && ss.s.ctx.Err() == nil {
-		t, err := ss.pick(ss.s.ctx)
+	for {
+		t, err := ss.pick(ctx)
 		if err != nil {
-			ss.fatal("57P03", "holdfast proxy: %v", err)
-			return nil, Target{}, err
+			if lastErr != nil {
+				return nil, &clientError{"57P03", "holdfast proxy: cannot reach a server: " + lastErr.Error()}
+			}
+			return nil, err
 		}
-		hc, err := ss.dial(t, u)
+		sc, err := ss.poolFor(t).acquire(ctx)
 		if err == nil {
-			return hc, t, nil
+			return sc, nil
 		}
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000" || pgErr.Code == "3D000") {
+		if errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000" || pgErr.Code == "3D000" || pgErr.Code == "42704") {
 			// The server refused the login itself: pass that on.
-			ss.fatal(pgErr.Code, "%s", pgErr.Message)
-			return nil, Target{}, err
+			return nil, &clientError{pgErr.Code, pgErr.Message}
 		}
-		lastErr = err
-		ss.s.log.Debug("server connection failed; retrying", "target", t.Name, "err", err)
-		select {
-		case <-ss.s.ctx.Done():
-		case <-time.After(50 * time.Millisecond):
+		if ctx.Err() != nil {
+			if lastErr == nil {
+				lastErr = err
+			}
+			if errors.Is(lastErr, context.DeadlineExceeded) {
+				return nil, &clientError{"57P03", fmt.Sprintf("holdfast proxy: no server connection became free within %s (hold_window; pool_size %d)", ss.s.cfg.HoldWindow, ss.s.cfg.PoolSize)}
+			}
+			return nil, &clientError{"57P03", "holdfast proxy: cannot reach a server: " + lastErr.Error()}
+		}
+		if !errors.Is(err, errPoolRetired) {
+			lastErr = err
+			ss.s.log.Debug("server connection failed; retrying", "target", t.Name, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
-	ss.fatal("57P03", "holdfast proxy: cannot reach a server: %v", lastErr)
-	return nil, Target{}, lastErr
 }
 
-func (ss *session) dial(t Target, u User) (*pgconn.HijackedConn, error) {
-	host, portS, _ := net.SplitHostPort(t.Addr)
-	port, _ := strconv.Atoi(portS)
-	cfg, err := pgconn.ParseConfig("sslmode=disable")
+// greeting returns the parameters to greet the client with: those of the
+// endpoint's servers for this login, cached, or learnt from a connection
+// (which also checks that the login and database work).
+func (ss *session) greeting() (map[string]string, error) {
+	k := paramKey{writer: ss.ep.writer, user: ss.user, database: ss.database, params: ss.paramsKey}
+	ss.s.mu.Lock()
+	p, ok := ss.s.greets[k]
+	ss.s.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	sc, err := ss.acquire()
 	if err != nil {
 		return nil, err
 	}
-	cfg.Host, cfg.Port, cfg.User, cfg.Password, cfg.Database = host, uint16(port), ss.user, u.ServerPassword, ss.database
-	cfg.TLSConfig, cfg.Fallbacks = nil, nil
-	cfg.ConnectTimeout = ss.s.cfg.ConnectTimeout
-	cfg.RuntimeParams = map[string]string{}
-	for k, v := range ss.params {
-		cfg.RuntimeParams[k] = v
-	}
-	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.cfg.ConnectTimeout)
-	defer cancel()
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		pc.Close(context.Background())
-		return nil, err
-	}
-	return hc, nil
+	p = sc.params
+	sc.p.release(sc, true)
+	ss.s.mu.Lock()
+	ss.s.greets[k] = p
+	ss.s.mu.Unlock()
+	return p, nil
 }
 
-// greet finishes the client's startup with the server's parameters, our
+// greet finishes the client's startup with the servers' parameters, our
 // cancel key and ReadyForQuery.
-func (ss *session) greet(hc *pgconn.HijackedConn) {
-	for k, v := range hc.ParameterStatuses {
+func (ss *session) greet(params map[string]string) {
+	for k, v := range params {
 		ss.be.Send(&pgproto3.ParameterStatus{Name: k, Value: v})
 	}
 	secret := make([]byte, 4)

@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // ErrMessageTooLarge is returned for a message over the configured limit.
@@ -14,26 +14,48 @@ var ErrMessageTooLarge = errors.New("message too large")
 // msgReader reads PostgreSQL v3 messages (type byte, int32 length including
 // itself, body) without decoding them: the relay only looks at a few type
 // bytes, and copying raw frames keeps the hot path allocation-free.
+//
+// An idle client costs only a small inline buffer: a larger one is borrowed
+// from a pool while messages arrive and given back once everything read has
+// been consumed. A read that fails (a deadline, say) loses nothing: the
+// bytes read so far stay buffered for the next call.
 type msgReader struct {
-	r   *bufio.Reader
-	max int
-	buf []byte
+	rd    io.Reader
+	max   int
+	buf   []byte // buf[r:w] is unread input
+	r, w  int
+	small []byte // the idle buffer (nil: always use a large one)
 }
 
+const (
+	smallReadBuf = 256
+	largeReadBuf = 16 << 10
+)
+
+var largeBufs = sync.Pool{New: func() any { b := make([]byte, largeReadBuf); return &b }}
+
+// newMsgReader reads from a peer that may stay idle a long time (a client).
 func newMsgReader(r io.Reader, max int) *msgReader {
-	return &msgReader{r: bufio.NewReaderSize(r, 16<<10), max: max}
+	small := make([]byte, smallReadBuf)
+	return &msgReader{rd: r, max: max, buf: small, small: small}
+}
+
+// newServerReader reads from a server connection: always a large buffer.
+func newServerReader(r io.Reader, max int) *msgReader {
+	return &msgReader{rd: r, max: max, buf: make([]byte, largeReadBuf)}
 }
 
 // next returns the next whole message (header included). The slice is
 // valid until the following call.
 func (m *msgReader) next() ([]byte, error) {
-	hdr, err := m.r.Peek(5)
-	if err != nil {
-		if errors.Is(err, io.EOF) && len(hdr) > 0 {
-			return nil, io.ErrUnexpectedEOF
-		}
+	if m.r == m.w {
+		m.r, m.w = 0, 0
+		m.shrink()
+	}
+	if err := m.fill(5); err != nil {
 		return nil, err
 	}
+	hdr := m.buf[m.r : m.r+5]
 	n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
 	if n < 4 {
 		return nil, fmt.Errorf("message %q has invalid length %d", hdr[0], n)
@@ -42,22 +64,69 @@ func (m *msgReader) next() ([]byte, error) {
 		return nil, fmt.Errorf("message %q of %d bytes: %w (limit %d)", hdr[0], n, ErrMessageTooLarge, m.max)
 	}
 	total := n + 1
-	if cap(m.buf) < total {
-		m.buf = make([]byte, total)
-	}
-	m.buf = m.buf[:total]
-	if _, err := io.ReadFull(m.r, m.buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.ErrUnexpectedEOF
-		}
+	if err := m.fill(total); err != nil {
 		return nil, err
 	}
-	return m.buf, nil
+	msg := m.buf[m.r : m.r+total : m.r+total]
+	m.r += total
+	return msg, nil
 }
 
-// buffered reports whether more input is already buffered, so that writes
-// can be batched and flushed only when the peer has nothing more queued.
-func (m *msgReader) buffered() int { return m.r.Buffered() }
+// fill reads until need bytes are buffered.
+func (m *msgReader) fill(need int) error {
+	for m.w-m.r < need {
+		if len(m.buf)-m.r < need {
+			m.grow(need)
+		}
+		n, err := m.rd.Read(m.buf[m.w:])
+		m.w += n
+		if err != nil && m.w-m.r < need {
+			if errors.Is(err, io.EOF) && m.w > m.r {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// grow makes room for need unread bytes from the start of the buffer.
+func (m *msgReader) grow(need int) {
+	var nb []byte
+	switch {
+	case need <= len(m.buf):
+		nb = m.buf // compacting is enough
+	case need <= largeReadBuf:
+		nb = *largeBufs.Get().(*[]byte)
+	default:
+		nb = make([]byte, need)
+	}
+	copy(nb, m.buf[m.r:m.w])
+	if &nb[0] != &m.buf[0] {
+		m.release()
+	}
+	m.buf, m.w, m.r = nb, m.w-m.r, 0
+}
+
+// shrink goes back to the idle buffer once nothing is buffered.
+func (m *msgReader) shrink() {
+	if m.small != nil && len(m.buf) != len(m.small) {
+		m.release()
+		m.buf = m.small
+	}
+}
+
+func (m *msgReader) release() {
+	if len(m.buf) == largeReadBuf && m.small != nil {
+		b := m.buf
+		largeBufs.Put(&b)
+	}
+}
+
+// buffered reports how many bytes are already read and not yet returned,
+// so that writes can be batched and flushed only when the peer has nothing
+// more queued.
+func (m *msgReader) buffered() int { return m.w - m.r }
 
 // errorResponse encodes an ErrorResponse with severity, SQLSTATE and message.
 func errorResponse(severity, code, message string) []byte {
