@@ -191,11 +191,17 @@ func (p *pool) release(sc *serverConn, reusable bool) {
 }
 
 // retire closes the idle connections and refuses new loans; lent ones are
-// closed when they come back.
-func (p *pool) retire() {
+// closed when they come back, or now if cut is set (a new writer is known:
+// sessions still on the old one must not wait on it, it may never answer).
+func (p *pool) retire(cut bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.retired = true
+	if cut {
+		for sc := range p.lent {
+			_ = sc.conn.Close()
+		}
+	}
 	for _, sc := range p.idle {
 		_ = sc.conn.Close()
 		p.open--
@@ -328,6 +334,13 @@ func (s *Server) dialServer(ctx context.Context, p *pool, t Target, user, databa
 	if err != nil {
 		return nil, err
 	}
+	// pgconn may have a background read in flight (it starts one when a
+	// write is slow): it would swallow the server's next reply after the
+	// hijack. Wait for it to finish, with nothing left buffered.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(context.Background())
+		return nil, err
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(context.Background())
@@ -355,7 +368,7 @@ func (s *Server) janitor() {
 			s.pools = map[poolKey]*pool{}
 			s.mu.Unlock()
 			for _, p := range pools {
-				p.retire()
+				p.retire(false)
 			}
 			return
 		case <-changed:
@@ -374,7 +387,7 @@ func (s *Server) janitor() {
 				current = haveWriter && w.Name == k.member && w.Addr == k.addr
 			}
 			if !current {
-				p.retire()
+				p.retire(p.writer && haveWriter)
 				if st := p.stats(); st.Open == 0 {
 					delete(s.pools, k)
 				}

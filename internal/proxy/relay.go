@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"syscall"
 	"sync"
 	"time"
 )
@@ -43,6 +44,7 @@ type relayState struct {
 	// yet; commitXid is its answer ("NULL": the transaction wrote nothing)
 	// until the COMMIT completes.
 	probing     bool
+	lostOrderly bool
 	probeXid    string
 	probeFailed bool
 	commitXid   string
@@ -60,6 +62,10 @@ type relayState struct {
 	clientW *bufio.Writer
 	// loadOn is the replica whose reader load counts this session.
 	loadOn string
+	// writing: clientLoop is writing to sc outside the lock. sc must not
+	// go back to the pool before it is done (writeDone is signalled).
+	writing   bool
+	writeDone *sync.Cond
 }
 
 // sendLocked writes proxy-made messages to the client.
@@ -86,6 +92,7 @@ func (ss *session) sendLocked(st *relayState, msgs ...[]byte) {
 // session to a new server when the writer changes.
 func (ss *session) relay() {
 	st := &relayState{txStatus: 'I'}
+	st.writeDone = sync.NewCond(&st.mu)
 	err := ss.clientLoop(st)
 	st.mu.Lock()
 	if errors.Is(err, ErrMessageTooLarge) {
@@ -249,15 +256,20 @@ func (ss *session) clientLoop(st *relayState) error {
 		}
 		sc := st.sc
 		pre := ss.trackLocked(st, sc, msg)
+		st.writing = true
 		st.mu.Unlock()
 		for _, m := range pre {
 			_, _ = sc.out.Write(m)
 		}
-		if _, err := sc.out.Write(msg); err == nil && in.buffered() == 0 {
+		if _, err := sc.out.Write(msg); err == nil && !in.ready() {
 			_ = sc.out.Flush()
 		}
 		// A write error means the server is gone: serverLoop sees it too
 		// and answers the client.
+		st.mu.Lock()
+		st.writing = false
+		st.writeDone.Broadcast()
+		st.mu.Unlock()
 	}
 }
 
@@ -408,6 +420,9 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 		}
 		if err != nil {
 			st.sc = nil
+			// The server ended the connection itself (it exited, or said
+			// FATAL): everything it wrote has arrived.
+			st.lostOrderly = errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 			ss.lostLocked(st)
 			ss.detachLocked(st)
 			st.mu.Unlock()
@@ -427,6 +442,7 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 					st.commitXid = st.probeXid
 				}
 			}
+			ss.flushIdleLocked(st, sc)
 			st.mu.Unlock()
 			continue
 		}
@@ -439,6 +455,7 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 					ss.s.log.Warn("prepared statement bookkeeping out of step; re-preparing from now on", "got", string(msg[0]), "want", string(e.reply))
 					sc.unsure, sc.expect = true, sc.expect[:0]
 				} else if e.injected {
+					ss.flushIdleLocked(st, sc)
 					st.mu.Unlock()
 					continue
 				}
@@ -459,10 +476,10 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 			}
 		}
 		_, werr := st.clientW.Write(msg)
-		if werr == nil && sc.in.buffered() == 0 {
+		if werr == nil && !sc.in.ready() {
 			werr = st.clientW.Flush()
 		}
-		if msg[0] == 'Z' && ss.s.cfg.PoolMode == PoolTransaction && st.pending == 0 && !st.unsynced && st.txStatus == 'I' && !st.stateful {
+		if msg[0] == 'Z' && ss.s.cfg.PoolMode == PoolTransaction && ss.releasableLocked(st, sc) {
 			// Transaction over: give the server back.
 			_ = st.clientW.Flush()
 			st.sc = nil
@@ -478,6 +495,32 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 	}
 }
 
+// flushIdleLocked flushes what was written to the client unless another
+// server message is ready to go with it.
+func (ss *session) flushIdleLocked(st *relayState, sc *serverConn) {
+	if !sc.in.ready() && st.clientW != nil {
+		_ = st.clientW.Flush()
+	}
+}
+
+// releasableLocked reports whether the session can give sc back now: no
+// transaction, nothing in flight, no session state. It waits for a write
+// to sc that is finishing (its reply has come: only bookkeeping is left).
+func (ss *session) releasableLocked(st *relayState, sc *serverConn) bool {
+	free := func() bool {
+		return st.sc == sc && st.pending == 0 && !st.unsynced && st.txStatus == 'I' && !st.stateful && !st.probing
+	}
+	if !free() {
+		return false
+	}
+	// Whatever clientLoop is writing was sent before the reply that made
+	// the session free: its write has returned, or is about to.
+	for st.writing && st.sc == sc {
+		st.writeDone.Wait()
+	}
+	return free()
+}
+
 // lostLocked tells the client what losing its server means for it.
 func (ss *session) lostLocked(st *relayState) {
 	ss.s.log.Debug("server lost", "pending", st.pending, "tx", string(st.txStatus), "commit_pending", st.commitPending, "xid", st.commitXid, "probing", st.probing)
@@ -488,6 +531,14 @@ func (ss *session) lostLocked(st *relayState) {
 		st.pending, st.commitPending, st.commitXid, st.txStatus = 0, false, "", 'I'
 		st.resolved = make(chan struct{})
 		go ss.resolveCommit(st, xid)
+		return
+	}
+	if st.probing && st.lostOrderly && st.pending == 1 {
+		// The server ended the connection without answering the probe
+		// sent just ahead of the COMMIT: it never ran the COMMIT (it
+		// flushes each answer before reading the next message).
+		st.probing, st.pending, st.commitPending, st.txStatus = false, 0, false, 'I'
+		ss.sendLocked(st, errorResponse("ERROR", "40001", "holdfast proxy: the primary changed before the transaction committed; it was rolled back, retry it"), readyForQuery('I'))
 		return
 	}
 	st.probing = false

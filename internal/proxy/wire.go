@@ -123,6 +123,17 @@ func (m *msgReader) release() {
 	}
 }
 
+// ready reports whether a whole message is buffered: the next call to next
+// will not block. Writes are flushed when it is false, so that nothing
+// waits in a buffer while the relay blocks on a read.
+func (m *msgReader) ready() bool {
+	if m.w-m.r < 5 {
+		return false
+	}
+	n := int(int32(binary.BigEndian.Uint32(m.buf[m.r+1 : m.r+5])))
+	return n >= 4 && m.w-m.r >= n+1
+}
+
 // buffered reports how many bytes are already read and not yet returned,
 // so that writes can be batched and flushed only when the peer has nothing
 // more queued.

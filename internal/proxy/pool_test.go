@@ -1,0 +1,322 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/proxy"
+	"github.com/holdfast/holdfast/internal/testutil"
+)
+
+func txMode(size int) func(*proxy.Config) {
+	return func(c *proxy.Config) {
+		c.PoolMode, c.PoolSize = proxy.PoolTransaction, size
+	}
+}
+
+func dsnFor(f *fixture, px *proxy.Server, endpoint string) string {
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&connect_timeout=5", f.app.User, f.app.Password, px.Addr(endpoint), f.app.Database)
+}
+
+// TestTransactionPooling: many clients share a small pool; protocol-level
+// prepared statements (pgx names them by their SQL, so clients collide on
+// names) keep working whichever server a transaction lands on; a client
+// that creates session state is pinned to its server; clients beyond the
+// pool wait for a free connection.
+func TestTransactionPooling(t *testing.T) {
+	f := start(t)
+	px := f.newProxy(t, txMode(2))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dsn := dsnFor(f, px, "writer")
+
+	setup, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close(ctx)
+	if _, err := setup.Exec(ctx, "CREATE TABLE pooled (client int, n int, PRIMARY KEY (client, n))"); err != nil {
+		t.Fatal(err)
+	}
+
+	const clients, rounds = 6, 40
+	var wg sync.WaitGroup
+	pids := sync.Map{}
+	errs := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(ctx)
+			for n := 0; n < rounds; n++ {
+				// Each client prepares a statement of its own too (its SQL
+				// differs), under pgx's name for it.
+				q := fmt.Sprintf("SELECT pg_backend_pid(), $1::int + %d", c)
+				var pid, v int
+				if err := conn.QueryRow(ctx, q, n).Scan(&pid, &v); err != nil || v != n+c {
+					errs <- fmt.Errorf("client %d round %d: %v (v=%d)", c, n, err, v)
+					return
+				}
+				pids.Store(pid, true)
+				tx, err := conn.Begin(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, err := tx.Exec(ctx, "INSERT INTO pooled VALUES ($1, $2)", c, n); err != nil {
+					errs <- fmt.Errorf("client %d insert %d: %v", c, n, err)
+					return
+				}
+				if err := tx.Commit(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var rows int
+	if err := setup.QueryRow(ctx, "SELECT count(*) FROM pooled").Scan(&rows); err != nil || rows != clients*rounds {
+		t.Fatalf("rows = %d, %v", rows, err)
+	}
+	n := 0
+	pids.Range(func(_, _ any) bool { n++; return true })
+	if n > 2 {
+		t.Fatalf("%d server backends served the clients; pool_size is 2", n)
+	}
+
+	// Pinning: SET outside a transaction keeps the client on its server.
+	pinned, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close(ctx)
+	if _, err := pinned.Exec(ctx, "SET application_name = 'pinned'"); err != nil {
+		t.Fatal(err)
+	}
+	var firstPID int
+	for i := 0; i < 5; i++ {
+		var pid int
+		var app string
+		if err := pinned.QueryRow(ctx, "SELECT pg_backend_pid(), current_setting('application_name')").Scan(&pid, &app); err != nil {
+			t.Fatal(err)
+		}
+		if app != "pinned" || (firstPID != 0 && pid != firstPID) {
+			t.Fatalf("pinned session moved: pid %d (was %d), application_name %q", pid, firstPID, app)
+		}
+		firstPID = pid
+		// Another client's transaction runs meanwhile on the other server.
+		if _, err := setup.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The other server never sees the pinned client's setting.
+	var other string
+	if err := setup.QueryRow(ctx, "SELECT current_setting('application_name')").Scan(&other); err != nil || other == "pinned" {
+		t.Fatalf("session state leaked to another client: %q %v", other, err)
+	}
+
+	// With one server pinned and one free, a client holding a transaction
+	// makes the next one wait until it commits.
+	holder, err := setup.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "SELECT 1")
+		done <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, "a client waiting for the pool", func() error {
+		for _, p := range px.Stats().Pools {
+			if p.Waiting > 0 {
+				return nil
+			}
+		}
+		return testutil.ErrNotYet
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("query ran with no free server connection: %v", err)
+	default:
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+var (
+	pgbenchFailed  = regexp.MustCompile(`number of failed transactions: (\d+)`)
+	pgbenchRetried = regexp.MustCompile(`number of transactions retried: (\d+)`)
+)
+
+// TestPgbenchSurvivesPrimaryKill: 16 pgbench clients run TPC-B through the
+// writer endpoint with --max-tries=10 while the primary's postmaster is
+// killed with SIGKILL: no transaction fails, no client aborts or hangs. Run
+// in session mode and then in transaction mode.
+func TestPgbenchSurvivesPrimaryKill(t *testing.T) {
+	pgbench := "/usr/lib/postgresql/15/bin/pgbench"
+	if _, err := os.Stat(pgbench); err != nil {
+		t.Skip("pgbench is not installed")
+	}
+	f := start(t)
+	tx := f.newProxy(t, txMode(8))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env := append(os.Environ(), "PGPASSWORD="+f.app.Password, "PGSSLMODE=disable")
+	args := func(px *proxy.Server, extra ...string) []string {
+		host, port, _ := strings.Cut(px.Addr("writer"), ":")
+		return append([]string{"-h", host, "-p", port, "-U", f.app.User}, append(extra, f.app.Database)...)
+	}
+	init := exec.CommandContext(ctx, pgbench, args(f.px, "-i", "-q", "-s", "2")...)
+	init.Env = env
+	if out, err := init.CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	for _, mode := range []struct {
+		name string
+		px   *proxy.Server
+	}{{"session", f.px}, {"transaction", tx}} {
+		f.waitAllRunning(t)
+		old := f.primary(t)
+		run := exec.Command(pgbench, args(mode.px, "-n", "-c", "16", "-j", "2", "-T", "10", "--max-tries=10", "--failures-detailed")...)
+		run.Env = env
+		var out strings.Builder
+		run.Stdout, run.Stderr = &out, &out
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		finished := make(chan error, 1)
+		go func() { finished <- run.Wait() }()
+		time.Sleep(3 * time.Second) // let the load settle: the fault must hit running transactions
+		if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		select {
+		case err = <-finished:
+		case <-time.After(60 * time.Second):
+			stats := mode.px.Stats()
+			var dump strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&dump, 1)
+			t.Logf("goroutines:\n%s", dump.String())
+			if ss, err := exec.Command("ss", "-tnpi").CombinedOutput(); err == nil {
+				t.Logf("sockets:\n%s", ss)
+			}
+			f.logActivity(t)
+			_ = run.Process.Signal(syscall.SIGKILL)
+			<-finished
+			t.Fatalf("%s mode: pgbench hung after the primary was killed (proxy stats %+v)\n%s", mode.name, stats, out.String())
+		}
+		text := out.String()
+		failed := pgbenchFailed.FindStringSubmatch(text)
+		if err != nil || strings.Contains(text, "aborted") || failed == nil || failed[1] != "0" {
+			t.Fatalf("%s mode: pgbench through the proxy failed across the primary kill (%v):\n%s", mode.name, err, text)
+		}
+		retried := pgbenchRetried.FindStringSubmatch(text)
+		t.Logf("%s mode: 0 failed transactions; retried: %v", mode.name, retried)
+		f.newPrimaryAfter(t, old)
+	}
+}
+
+// waitAllRunning waits until every member runs and one replica is
+// synchronous, so a
+// fault starts from a healthy cluster.
+func (f *fixture) waitAllRunning(t *testing.T) {
+	t.Helper()
+	testutil.Eventually(t, 90*time.Second, "all members running", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := admin.Status(ctx, f.sup.Store(), f.cfg)
+		if err != nil {
+			return err
+		}
+		syncs := 0
+		for _, m := range s.Members {
+			if m.State != cluster.StateRunning {
+				return fmt.Errorf("%s is %s/%s: %w", m.Name, m.Role, m.State, testutil.ErrNotYet)
+			}
+			if m.Role == cluster.RoleReplica && m.Sync {
+				syncs++
+			}
+		}
+		if syncs == 0 {
+			return fmt.Errorf("no synchronous replica yet: %w", testutil.ErrNotYet)
+		}
+		return nil
+	})
+}
+
+// logActivity logs what the primary's backends are doing.
+func (f *fixture) logActivity(t *testing.T) {
+	p := f.primary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	admin, _, err := f.cfg.LoadSecrets()
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s:%d/postgres?sslmode=disable", admin.User, admin.Password, p.Host, p.Port))
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, "SELECT pid, state, coalesce(wait_event_type,''), coalesce(wait_event,''), left(query, 60), backend_xid::text FROM pg_stat_activity WHERE datname = 'app'")
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		var state, wt, we, q string
+		var xid *string
+		_ = rows.Scan(&pid, &state, &wt, &we, &q, &xid)
+		t.Logf("backend %d %s %s/%s xid=%v %q", pid, state, wt, we, xid, q)
+	}
+}
+
+func (f *fixture) newPrimaryAfter(t *testing.T, old admin.MemberStatus) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, "a new primary", func() error {
+		if p := f.primary(t); p.Name == old.Name {
+			return testutil.ErrNotYet
+		}
+		return nil
+	})
+}
