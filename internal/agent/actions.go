@@ -9,6 +9,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/postgres"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 func (a *Agent) execute(ctx context.Context, p cluster.Plan) error {
@@ -388,6 +389,9 @@ func (a *Agent) handover(ctx context.Context, target string) error {
 	if err := a.pg.Checkpoint(ctx); err != nil {
 		a.log.Warn("checkpoint before switchover", "err", err)
 	}
+	if a.topo.Switchover != nil {
+		a.waitProxies(ctx, store.SwitchoverToken(a.topo.Switchover.RequestedAt))
+	}
 	a.leading.Store(false)
 	a.markRewind("handed over to " + target)
 	if err := a.stopPG(ctx, postgres.StopFast); err != nil {
@@ -428,4 +432,42 @@ func (a *Agent) handover(ctx context.Context, target string) error {
 		}
 	}
 	return errors.New("switchover: topology kept changing")
+}
+
+// waitProxies waits (bounded by proxy.drain_timeout and a margin) until
+// every live proxy has acknowledged the switchover: it holds new
+// transactions and the ones in flight have finished, so stopping the
+// primary now costs clients no error. A proxy that does not answer in time
+// is not waited for: its clients get retryable errors instead.
+func (a *Agent) waitProxies(ctx context.Context, token string) {
+	start := time.Now()
+	deadline := start.Add(a.cfg.Proxy.DrainTimeout.D() + 2*time.Second)
+	for {
+		ps, err := a.st.Proxies(ctx)
+		if err != nil {
+			a.log.Warn("switchover: cannot list proxies; not waiting for them", "err", err)
+			return
+		}
+		var waiting []string
+		for _, p := range ps {
+			if p.SwitchoverAck != token {
+				waiting = append(waiting, p.ID)
+			}
+		}
+		if len(waiting) == 0 {
+			if len(ps) > 0 {
+				a.log.Info("switchover: proxies hold new work and drained", "proxies", len(ps), "waited", time.Since(start).Round(time.Millisecond))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			a.log.Warn("switchover: proxies did not acknowledge in time; going on", "proxies", waiting)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -132,6 +132,9 @@ type Proxy struct {
 	// and proxy.key, generated (self-signed) by holdfast up.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// DrainTimeout bounds how long a planned switchover waits for the
+	// transactions in flight through the proxy to finish.
+	DrainTimeout Duration `yaml:"drain_timeout"`
 	// Plaintext says which clients may skip TLS: "loopback", "always", "never".
 	Plaintext string `yaml:"plaintext"`
 }
@@ -208,6 +211,7 @@ func Default() Config {
 			PoolSize:                20,
 			ServerIdleTimeout:       Duration(600e9),
 			ResolveCommits:          true,
+			DrainTimeout:            Duration(5e9),
 			Plaintext:               "loopback",
 		},
 		Regions: []Region{{

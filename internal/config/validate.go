@@ -82,6 +82,8 @@ func (p Proxy) validate() error {
 		return invalid("proxy.pool_size", "%d must be positive", p.PoolSize)
 	case p.ServerIdleTimeout.D() < 0:
 		return invalid("proxy.server_idle_timeout", "must not be negative")
+	case p.DrainTimeout.D() < 0 || p.DrainTimeout.D() > p.HoldWindow.D():
+		return invalid("proxy.drain_timeout", "%s must be between 0 and hold_window (%s)", p.DrainTimeout, p.HoldWindow)
 	case p.ClientIdleTimeout.D() < 0:
 		return invalid("proxy.client_idle_timeout", "must not be negative")
 	case p.Plaintext != "loopback" && p.Plaintext != "always" && p.Plaintext != "never":

@@ -14,6 +14,10 @@ type Config struct {
 	// Empty disables the endpoint.
 	WriterAddr string
 	ReaderAddr string
+	// AdminAddr serves GET /metrics (Prometheus) and GET /status over HTTP.
+	// Empty (the default here; the deployment config's proxy.admin_addr
+	// sets it) serves nothing.
+	AdminAddr string
 	// Region whose leader is the writer.
 	Region string
 	// MaxMessageSize bounds every client message; larger ones are refused.
@@ -42,6 +46,9 @@ type Config struct {
 	// (0: never); ClientIdleTimeout closes idle clients (0: never).
 	ServerIdleTimeout time.Duration
 	ClientIdleTimeout time.Duration
+	// DrainTimeout bounds how long a planned switchover waits for the
+	// writer sessions' transactions to finish before acknowledging.
+	DrainTimeout time.Duration
 	// TLS, when set, is offered to clients that send SSLRequest.
 	TLS *tls.Config
 	// Plaintext is which clients may skip TLS: "loopback", "always" or
@@ -76,6 +83,7 @@ func DefaultConfig() Config {
 		ServerIdleTimeout:       10 * time.Minute,
 		Plaintext:               "loopback",
 		ResolveCommits:          true,
+		DrainTimeout:            5 * time.Second,
 		ReaderFallbackToPrimary: true,
 		ConnectTimeout:          5 * time.Second,
 		StartupTimeout:          15 * time.Second,
@@ -87,7 +95,7 @@ func (c Config) Validate() error {
 	if c.WriterAddr == "" && c.ReaderAddr == "" {
 		return errors.New("proxy: writer_addr and reader_addr are both empty")
 	}
-	for field, a := range map[string]string{"writer_addr": c.WriterAddr, "reader_addr": c.ReaderAddr} {
+	for field, a := range map[string]string{"writer_addr": c.WriterAddr, "reader_addr": c.ReaderAddr, "admin_addr": c.AdminAddr} {
 		if a == "" {
 			continue
 		}

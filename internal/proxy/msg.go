@@ -131,7 +131,6 @@ func commandComplete(tag string) []byte {
 	return append(b, 0)
 }
 
-
 // closeStmt encodes Close of a prepared statement.
 func closeStmt(name string) []byte {
 	b := make([]byte, 6, 7+len(name))

@@ -320,3 +320,74 @@ func (f *fixture) newPrimaryAfter(t *testing.T, old admin.MemberStatus) {
 		return nil
 	})
 }
+
+// TestPgbenchSwitchoverNoErrors: a planned switchover while pgbench runs
+// through both pool modes at once costs the clients no error of any kind:
+// no retry needed, no aborted client. The proxies hold new transactions,
+// drain the ones in flight, acknowledge, and the old primary stops only
+// then.
+func TestPgbenchSwitchoverNoErrors(t *testing.T) {
+	pgbench := "/usr/lib/postgresql/15/bin/pgbench"
+	if _, err := os.Stat(pgbench); err != nil {
+		t.Skip("pgbench is not installed")
+	}
+	f := start(t)
+	tx := f.newProxy(t, txMode(8))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env := append(os.Environ(), "PGPASSWORD="+f.app.Password, "PGSSLMODE=disable")
+	args := func(px *proxy.Server, extra ...string) []string {
+		host, port, _ := strings.Cut(px.Addr("writer"), ":")
+		return append([]string{"-h", host, "-p", port, "-U", f.app.User}, append(extra, f.app.Database)...)
+	}
+	init := exec.CommandContext(ctx, pgbench, args(f.px, "-i", "-q", "-s", "2")...)
+	init.Env = env
+	if out, err := init.CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	f.waitAllRunning(t)
+	old := f.primary(t)
+	type run struct {
+		name string
+		cmd  *exec.Cmd
+		out  strings.Builder
+		done chan error
+	}
+	var runs []*run
+	for _, m := range []struct {
+		name string
+		px   *proxy.Server
+	}{{"session", f.px}, {"transaction", tx}} {
+		r := &run{name: m.name, done: make(chan error, 1)}
+		// No --max-tries: any error at all aborts a client.
+		r.cmd = exec.Command(pgbench, args(m.px, "-n", "-c", "8", "-j", "1", "-T", "15")...)
+		r.cmd.Env = env
+		r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+		if err := r.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { r.done <- r.cmd.Wait() }()
+		runs = append(runs, r)
+	}
+	time.Sleep(3 * time.Second)
+	if _, err := admin.Switchover(ctx, f.sup.Store(), f.cfg, "", func(string) {}); err != nil {
+		t.Fatalf("switchover: %v", err)
+	}
+	f.newPrimaryAfter(t, old)
+	for _, r := range runs {
+		var err error
+		select {
+		case err = <-r.done:
+		case <-time.After(60 * time.Second):
+			_ = r.cmd.Process.Signal(syscall.SIGKILL)
+			<-r.done
+			t.Fatalf("%s mode: pgbench hung across the switchover\n%s", r.name, r.out.String())
+		}
+		text := r.out.String()
+		if err != nil || strings.Contains(text, "error") || strings.Contains(text, "aborted") {
+			t.Errorf("%s mode: clients saw errors across a planned switchover (%v):\n%s", r.name, err, text)
+			continue
+		}
+		t.Logf("%s mode: no error across the switchover", r.name)
+	}
+}

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"io"
 	"os"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -93,6 +93,17 @@ func (ss *session) sendLocked(st *relayState, msgs ...[]byte) {
 func (ss *session) relay() {
 	st := &relayState{txStatus: 'I'}
 	st.writeDone = sync.NewCond(&st.mu)
+	if ss.ep.writer {
+		ss.s.mu.Lock()
+		ss.st = st
+		ss.s.sessions[ss] = struct{}{}
+		ss.s.mu.Unlock()
+		defer func() {
+			ss.s.mu.Lock()
+			delete(ss.s.sessions, ss)
+			ss.s.mu.Unlock()
+		}()
+	}
 	err := ss.clientLoop(st)
 	st.mu.Lock()
 	if errors.Is(err, ErrMessageTooLarge) {
@@ -229,6 +240,19 @@ func (ss *session) clientLoop(st *relayState) error {
 			st.mu.Unlock()
 			continue
 		}
+		if ss.ep.writer && st.txStatus == 'I' && st.pending == 0 && !st.unsynced && typ != 'S' && typ != 'H' {
+			// New work: during a planned switchover it waits for the new
+			// primary, and a server connection left on the old one is
+			// dropped first (it is closing).
+			if ss.s.hold.Load() != nil {
+				st.mu.Unlock()
+				ss.waitHold()
+				st.mu.Lock()
+			}
+			if st.sc != nil && ss.s.router.stale(st.sc.p.target) {
+				ss.dropLocked(st)
+			}
+		}
 		if st.sc == nil {
 			switch typ {
 			case 'S':
@@ -271,6 +295,18 @@ func (ss *session) clientLoop(st *relayState) error {
 		st.writeDone.Broadcast()
 		st.mu.Unlock()
 	}
+}
+
+// dropLocked gives back an idle session's server connection, closing it.
+func (ss *session) dropLocked(st *relayState) {
+	sc, done := st.sc, st.serverDone
+	st.sc = nil
+	ss.detachLocked(st)
+	st.mu.Unlock()
+	_ = sc.conn.Close()
+	<-done
+	sc.p.release(sc, false)
+	st.mu.Lock()
 }
 
 // refuseLocked answers a client whose transaction died with its server.

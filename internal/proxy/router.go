@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/cluster"
@@ -31,7 +32,9 @@ type Router struct {
 	mu      sync.Mutex
 	snap    store.Snapshot // guarded by mu
 	changed chan struct{}  // guarded by mu; closed and replaced on every change
-	wal     walHistory     // guarded by mu; the writer's recent WAL positions
+	// writerNow is writerLocked's answer, for lock-free checks.
+	writerNow atomic.Pointer[Target]
+	wal       walHistory // guarded by mu; the writer's recent WAL positions
 	// serving is guarded by mu: whether each replica of the region
 	// qualified at the last Readers call, so that only changes are logged.
 	serving map[string]bool
@@ -79,6 +82,11 @@ func (r *Router) apply(u store.Update) {
 	r.snap.Apply(u)
 	if w, ok := writerOf(r.snap, r.region); ok {
 		r.wal.record(w, time.Now(), r.maxLag+walHistoryKeep)
+	}
+	if t, ok := r.writerLocked(); ok {
+		r.writerNow.Store(&t)
+	} else {
+		r.writerNow.Store(nil)
 	}
 	r.notifyLocked()
 }
@@ -331,4 +339,19 @@ func (h walHistory) reachedBy(t time.Time) (lsn cluster.LSN, ok bool) {
 		return 0, false
 	}
 	return h.marks[i-1].lsn, true
+}
+
+// Switchover returns the planned switchover under way, if any, and a
+// channel closed at the next topology change.
+func (r *Router) Switchover() (*cluster.SwitchoverRequest, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snap.Topology.Switchover, r.changed
+}
+
+// stale reports whether t was the writer and another member is now: a
+// server connection to t must not carry new work.
+func (r *Router) stale(t Target) bool {
+	w := r.writerNow.Load()
+	return w != nil && (w.Name != t.Name || w.Addr != t.Addr)
 }

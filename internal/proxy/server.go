@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/store"
+
 	"github.com/holdfast/holdfast/internal/proxy/scram"
 )
 
@@ -42,6 +44,7 @@ type endpoint struct {
 	writer  bool
 	ln      net.Listener
 	clients atomic.Int64
+	m       *endpointMetrics // pre-resolved label children, set by Open
 }
 
 // cancelKey is what the proxy hands a client in BackendKeyData.
@@ -67,6 +70,11 @@ type Server struct {
 	endpoints []*endpoint
 	waiting   atomic.Int64
 	servers   atomic.Int64
+	// metrics, the admin server (/metrics, /status) and the start time are
+	// set by Open.
+	metrics *metrics
+	admin   *adminServer
+	started time.Time
 	// mockSecret salts the fake SCRAM exchange run for unknown users.
 	mockSecret []byte
 
@@ -74,7 +82,15 @@ type Server struct {
 	cancels map[cancelKey]*session         // guarded by mu
 	pools   map[poolKey]*pool              // guarded by mu
 	greets  map[paramKey]map[string]string // guarded by mu: ParameterStatus to greet clients with
-	conns   map[net.Conn]struct{}          // guarded by mu: open client connections
+	// sessions are the writer endpoint's sessions (for switchover drains).
+	sessions map[*session]struct{} // guarded by mu
+	// report is what the proxy publishes in etcd; reportNow asks for it
+	// to be published at once.
+	report    store.ProxyReport // guarded by mu
+	reportNow chan struct{}
+	// hold is set while a planned switchover holds new work.
+	hold  atomic.Pointer[hold]
+	conns map[net.Conn]struct{} // guarded by mu: open client connections
 	// readerLoad counts sessions per replica for least-connections routing.
 	readerLoad map[string]int // guarded by mu
 	closed     bool           // guarded by mu
@@ -90,7 +106,7 @@ func New(cfg Config, router *Router, users Users, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	return &Server{cfg: cfg, router: router, users: users, log: log.With("component", "proxy"),
-		cancels: map[cancelKey]*session{}, pools: map[poolKey]*pool{}, greets: map[paramKey]map[string]string{}, conns: map[net.Conn]struct{}{}, readerLoad: map[string]int{},
+		cancels: map[cancelKey]*session{}, pools: map[poolKey]*pool{}, greets: map[paramKey]map[string]string{}, sessions: map[*session]struct{}{}, reportNow: make(chan struct{}, 1), conns: map[net.Conn]struct{}{}, readerLoad: map[string]int{},
 		mockSecret: randomBytes(32)}, nil
 }
 
@@ -98,6 +114,7 @@ func New(cfg Config, router *Router, users Users, log *slog.Logger) (*Server, er
 // serving.
 func (s *Server) Open() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.metrics, s.started = newMetrics(s), time.Now()
 	for _, e := range []struct {
 		name, addr string
 		writer     bool
@@ -110,14 +127,21 @@ func (s *Server) Open() error {
 			s.closeListeners()
 			return fmt.Errorf("proxy %s endpoint: %w", e.name, err)
 		}
-		s.endpoints = append(s.endpoints, &endpoint{name: e.name, writer: e.writer, ln: ln})
+		s.endpoints = append(s.endpoints, &endpoint{name: e.name, writer: e.writer, ln: ln, m: s.metrics.forEndpoint(e.name)})
+	}
+	if err := s.openAdmin(); err != nil {
+		s.closeListeners()
+		return err
 	}
 	for _, ep := range s.endpoints {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.acceptLoop(ep) }()
 	}
-	s.wg.Add(1)
+	s.report = store.ProxyReport{ID: s.proxyID(), Region: s.cfg.Region, Addr: s.Addr("writer"), StartedAt: time.Now()}
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.janitor() }()
+	go func() { defer s.wg.Done(); s.holdLoop() }()
+	go func() { defer s.wg.Done(); s.reportLoop() }()
 	return nil
 }
 
@@ -153,6 +177,7 @@ func (s *Server) Close() error {
 		s.cancel()
 	}
 	s.closeListeners()
+	s.closeAdmin()
 	s.wg.Wait()
 	return nil
 }
@@ -172,6 +197,7 @@ func (s *Server) acceptLoop(ep *endpoint) {
 			continue
 		}
 		delay = 0
+		s.metrics.accept(ep)
 		if !s.track(c) {
 			_ = c.Close()
 			return

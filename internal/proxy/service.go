@@ -22,6 +22,7 @@ func FromDeployment(d config.Config) Config {
 	c.PoolMode, c.PoolSize = p.PoolMode, p.PoolSize
 	c.ServerIdleTimeout, c.ClientIdleTimeout = p.ServerIdleTimeout.D(), p.ClientIdleTimeout.D()
 	c.ResolveCommits, c.Plaintext = p.ResolveCommits, p.Plaintext
+	c.DrainTimeout = p.DrainTimeout.D()
 	return c
 }
 

@@ -29,6 +29,8 @@ type session struct {
 	params         map[string]string // startup parameters to pass on
 	paramsKey      string            // params, canonical (part of the pool key)
 	u              User
+	// st is the relay's state once relaying (for switchover drains).
+	st *relayState
 	// cancelTo is where the client's CancelRequest goes: the server
 	// connection it holds now, if any.
 	cancelTo atomic.Pointer[cancelTarget]
