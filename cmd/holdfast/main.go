@@ -32,7 +32,7 @@ type command struct {
 var commands = map[string]command{
 	"up":         {"run the whole cluster on this machine (embedded etcd, one agent per member)", runUp},
 	"agent":      {"run one member's agent (what `up` starts per member)", runAgent},
-	"proxy":      {"run the PostgreSQL proxy (writer and reader endpoints)", runProxy},
+	"proxy":      {"run the PostgreSQL proxy (writer and reader endpoints); `proxy status`: its state, clients and pools", runProxy},
 	"status":     {"show the cluster's members, roles and replication", runStatus},
 	"switchover": {"planned change of primary, without losing writes", runSwitchover},
 	"failover":   {"manual failover when the primary is gone", runFailover},

@@ -106,6 +106,9 @@ type Proxy struct {
 	Enabled    bool   `yaml:"enabled"`
 	WriterAddr string `yaml:"writer_addr"`
 	ReaderAddr string `yaml:"reader_addr"`
+	// AdminAddr serves the proxy's Prometheus /metrics and /status over
+	// HTTP (empty: off).
+	AdminAddr string `yaml:"admin_addr"`
 	// UsersFile holds "user" "SCRAM-SHA-256$..." lines: the verifiers
 	// clients are checked against. Default: <secrets_dir>/proxy-users.txt.
 	UsersFile               string   `yaml:"users_file"`
@@ -200,6 +203,7 @@ func Default() Config {
 			Enabled:                 true,
 			WriterAddr:              "127.0.0.1:6432",
 			ReaderAddr:              "127.0.0.1:6433",
+			AdminAddr:               "127.0.0.1:6434",
 			MaxMessageSize:          64 << 20,
 			MaxClients:              20000,
 			HoldWindow:              Duration(30e9),

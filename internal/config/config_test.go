@@ -76,6 +76,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"same roles", func(c *Config) { c.Postgres.AppUser = "postgres" }, "postgres.app_user"},
 		{"embedded urls", func(c *Config) { c.Etcd.PeerURL = c.Etcd.ClientURL }, "etcd.peer_url"},
 		{"no endpoints", func(c *Config) { c.Etcd.Endpoints = nil }, "etcd.endpoints"},
+		{"proxy admin addr", func(c *Config) { c.Proxy.AdminAddr = "6434" }, "proxy.admin_addr"},
+		{"proxy admin addr is an endpoint", func(c *Config) { c.Proxy.AdminAddr = c.Proxy.WriterAddr }, "proxy.admin_addr: 127.0.0.1:6432 must differ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,6 +50,7 @@ var fieldDocs = map[string]string{
 	"proxy.enabled":                    "holdfast up runs the proxy.",
 	"proxy.writer_addr":                "Writer endpoint (follows the primary). Empty: off.",
 	"proxy.reader_addr":                "Reader endpoint (least-loaded healthy replica). Empty: off.",
+	"proxy.admin_addr":                 "HTTP address of the proxy's Prometheus /metrics and of /status (read by holdfast proxy status). Empty: off.",
 	"proxy.users_file":                 "Verifiers clients authenticate against (\"user\" \"SCRAM-SHA-256$...\" lines). Empty: <secrets_dir>/proxy-users.txt.",
 	"proxy.max_message_size":           "Largest message a client may send; larger ones get an error and the connection is closed.",
 	"proxy.max_clients":                "Client connections per endpoint.",

@@ -52,7 +52,7 @@ func (p Proxy) validate() error {
 	if p.WriterAddr == "" && p.ReaderAddr == "" {
 		return invalid("proxy.writer_addr", "writer_addr and reader_addr are both empty (set proxy.enabled: false to run no proxy)")
 	}
-	for field, a := range map[string]string{"proxy.writer_addr": p.WriterAddr, "proxy.reader_addr": p.ReaderAddr} {
+	for field, a := range map[string]string{"proxy.writer_addr": p.WriterAddr, "proxy.reader_addr": p.ReaderAddr, "proxy.admin_addr": p.AdminAddr} {
 		if a == "" {
 			continue
 		}
@@ -62,6 +62,9 @@ func (p Proxy) validate() error {
 	}
 	if p.WriterAddr != "" && p.WriterAddr == p.ReaderAddr {
 		return invalid("proxy.reader_addr", "must differ from proxy.writer_addr")
+	}
+	if p.AdminAddr != "" && (p.AdminAddr == p.WriterAddr || p.AdminAddr == p.ReaderAddr) {
+		return invalid("proxy.admin_addr", "%s must differ from proxy.writer_addr and proxy.reader_addr", p.AdminAddr)
 	}
 	switch {
 	case p.MaxMessageSize < 1<<10:

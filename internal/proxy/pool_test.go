@@ -384,7 +384,10 @@ func TestPgbenchSwitchoverNoErrors(t *testing.T) {
 			t.Fatalf("%s mode: pgbench hung across the switchover\n%s", r.name, r.out.String())
 		}
 		text := r.out.String()
-		if err != nil || strings.Contains(text, "error") || strings.Contains(text, "aborted") {
+		// pgbench counts serialization failures (40001) as failed
+		// transactions without aborting the client: check that line too.
+		failed := pgbenchFailed.FindStringSubmatch(text)
+		if err != nil || strings.Contains(text, "error") || strings.Contains(text, "aborted") || (failed != nil && failed[1] != "0") {
 			t.Errorf("%s mode: clients saw errors across a planned switchover (%v):\n%s", r.name, err, text)
 			continue
 		}

@@ -70,6 +70,7 @@ type relayState struct {
 
 // sendLocked writes proxy-made messages to the client.
 func (ss *session) sendLocked(st *relayState, msgs ...[]byte) {
+	ss.s.metrics.sent(ss.ep, msgs)
 	if st.clientW != nil {
 		for _, m := range msgs {
 			_, _ = st.clientW.Write(m)
@@ -246,7 +247,7 @@ func (ss *session) clientLoop(st *relayState) error {
 			// dropped first (it is closing).
 			if ss.s.hold.Load() != nil {
 				st.mu.Unlock()
-				ss.waitHold()
+				ss.s.metrics.heldSwitchover(ss.ep, ss.waitHold)
 				st.mu.Lock()
 			}
 			if st.sc != nil && ss.s.router.stale(st.sc.p.target) {
@@ -332,6 +333,7 @@ func (ss *session) refuseLocked(st *relayState, msg []byte) {
 // COMMIT, and Close/Parse pairs that give sc the client's prepared
 // statements.
 func (ss *session) trackLocked(st *relayState, sc *serverConn, msg []byte) [][]byte {
+	ss.s.metrics.fromClient(ss.ep, msg)
 	var pre [][]byte
 	switch msg[0] {
 	case 'Q':
@@ -511,6 +513,7 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 				sc.unsure, sc.expect = true, sc.expect[:0]
 			}
 		}
+		ss.s.metrics.fromServer(ss.ep, msg)
 		_, werr := st.clientW.Write(msg)
 		if werr == nil && !sc.in.ready() {
 			werr = st.clientW.Flush()

@@ -15,6 +15,7 @@ func FromDeployment(d config.Config) Config {
 	c := DefaultConfig()
 	p := d.Proxy
 	c.WriterAddr, c.ReaderAddr, c.Region = p.WriterAddr, p.ReaderAddr, d.PrimaryRegion
+	c.AdminAddr = p.AdminAddr
 	c.MaxMessageSize, c.MaxClients = int(p.MaxMessageSize), p.MaxClients
 	c.HoldWindow, c.MaxWaiting = p.HoldWindow.D(), p.MaxWaiting
 	c.ReaderMaxLag, c.ReaderFallbackToPrimary = p.ReaderMaxLag.D(), p.ReaderFallbackToPrimary

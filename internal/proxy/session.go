@@ -42,6 +42,7 @@ func newSession(s *Server, ep *endpoint, c net.Conn) *session {
 
 // fatal sends an ErrorResponse and ends the session.
 func (ss *session) fatal(code, format string, args ...any) {
+	ss.s.metrics.fatal(ss, code)
 	_ = ss.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	_, _ = ss.c.Write(errorResponse("FATAL", code, fmt.Sprintf(format, args...)))
 }
@@ -284,10 +285,13 @@ func (ss *session) pick(ctx context.Context) (Target, error) {
 	}
 	if n := ss.s.waiting.Add(1); n > int64(ss.s.cfg.MaxWaiting) {
 		ss.s.waiting.Add(-1)
+		ss.s.metrics.heldRejected(ss.ep)
 		return Target{}, &clientError{"53300", fmt.Sprintf("holdfast proxy: no primary, and %d clients already wait for one (max_waiting)", n-1)}
 	}
 	defer ss.s.waiting.Add(-1)
+	start := time.Now()
 	t, err := ss.s.router.WaitWriter(ctx)
+	ss.s.metrics.heldDone(ss.ep, start, err)
 	if err != nil {
 		return Target{}, &clientError{"57P03", fmt.Sprintf("holdfast proxy: no primary became available within %s (hold_window): the cluster is failing over or has no eligible member", ss.s.cfg.HoldWindow)}
 	}
@@ -310,7 +314,7 @@ func (ss *session) acquire() (*serverConn, error) {
 			}
 			return nil, err
 		}
-		sc, err := ss.poolFor(t).acquire(ctx)
+		sc, err := ss.s.metrics.acquire(ctx, ss.ep, ss.poolFor(t))
 		if err == nil {
 			return sc, nil
 		}

@@ -191,7 +191,7 @@ func (s *Supervisor) preflight() error {
 		return l.Close()
 	}
 	if s.d.Proxy.Enabled {
-		for what, addr := range map[string]string{"proxy.writer_addr": s.d.Proxy.WriterAddr, "proxy.reader_addr": s.d.Proxy.ReaderAddr} {
+		for what, addr := range map[string]string{"proxy.writer_addr": s.d.Proxy.WriterAddr, "proxy.reader_addr": s.d.Proxy.ReaderAddr, "proxy.admin_addr": s.d.Proxy.AdminAddr} {
 			if addr == "" {
 				continue
 			}
@@ -327,6 +327,9 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 		}
 		if a := s.proxy.Addr("reader"); a != "" {
 			s.printf("  proxy reader    postgresql://%s  (replicas, least connections first)", a)
+		}
+		if a := s.proxy.AdminAddr(); a != "" {
+			s.printf("  proxy metrics   http://%s/metrics  (status: holdfast proxy status --config %s)", a, s.ConfigPath)
 		}
 		s.printf("  proxy TLS       sslmode=require, or sslmode=verify-full sslrootcert=%s", s.d.Proxy.TLSCertFile)
 	}

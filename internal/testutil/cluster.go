@@ -21,6 +21,7 @@ func ClusterConfig(t testing.TB, cluster string) config.Config {
 	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
 	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	cfg.Proxy.AdminAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = FreePort(t)
 		cfg.Regions[0].Members[i].MetricsPort = FreePort(t)
