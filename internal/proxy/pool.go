@@ -57,10 +57,7 @@ type serverConn struct {
 
 type expectation struct {
 	reply    byte // '1' or '3'
-	stmt     bool // a statement (not a portal) is parsed or closed
-	name     string
-	body     string
-	injected bool
+	injected bool // sent by the proxy: not passed to the client
 }
 
 // pool holds the server connections of one poolKey.
