@@ -183,29 +183,46 @@ var (
 	pgbenchRetried = regexp.MustCompile(`number of transactions retried: (\d+)`)
 )
 
+// pgbenchFixture is a cluster with a session-mode proxy (f.px) and a
+// transaction-mode one (tx), and pgbench tables initialised through them.
+type pgbenchFixture struct {
+	f    *fixture
+	tx   *proxy.Server
+	bin  string
+	env  []string
+	args func(px *proxy.Server, extra ...string) []string
+}
+
+func startPgbench(t *testing.T) pgbenchFixture {
+	t.Helper()
+	pb := pgbenchFixture{bin: "/usr/lib/postgresql/15/bin/pgbench"}
+	if _, err := os.Stat(pb.bin); err != nil {
+		t.Skip("pgbench is not installed")
+	}
+	f := start(t)
+	pb.f, pb.tx = f, f.newProxy(t, txMode(8))
+	pb.env = append(os.Environ(), "PGPASSWORD="+f.app.Password, "PGSSLMODE=disable")
+	pb.args = func(px *proxy.Server, extra ...string) []string {
+		host, port, _ := strings.Cut(px.Addr("writer"), ":")
+		return append([]string{"-h", host, "-p", port, "-U", f.app.User}, append(extra, f.app.Database)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	init := exec.CommandContext(ctx, pb.bin, pb.args(f.px, "-i", "-q", "-s", "2")...)
+	init.Env = pb.env
+	if out, err := init.CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	return pb
+}
+
 // TestPgbenchSurvivesPrimaryKill: 16 pgbench clients run TPC-B through the
 // writer endpoint with --max-tries=10 while the primary's postmaster is
 // killed with SIGKILL: no transaction fails, no client aborts or hangs. Run
 // in session mode and then in transaction mode.
 func TestPgbenchSurvivesPrimaryKill(t *testing.T) {
-	pgbench := "/usr/lib/postgresql/15/bin/pgbench"
-	if _, err := os.Stat(pgbench); err != nil {
-		t.Skip("pgbench is not installed")
-	}
-	f := start(t)
-	tx := f.newProxy(t, txMode(8))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env := append(os.Environ(), "PGPASSWORD="+f.app.Password, "PGSSLMODE=disable")
-	args := func(px *proxy.Server, extra ...string) []string {
-		host, port, _ := strings.Cut(px.Addr("writer"), ":")
-		return append([]string{"-h", host, "-p", port, "-U", f.app.User}, append(extra, f.app.Database)...)
-	}
-	init := exec.CommandContext(ctx, pgbench, args(f.px, "-i", "-q", "-s", "2")...)
-	init.Env = env
-	if out, err := init.CombinedOutput(); err != nil {
-		t.Fatalf("pgbench -i: %v\n%s", err, out)
-	}
+	pb := startPgbench(t)
+	f, tx, pgbench, env, args := pb.f, pb.tx, pb.bin, pb.env, pb.args
 	for _, mode := range []struct {
 		name string
 		px   *proxy.Server
@@ -327,24 +344,8 @@ func (f *fixture) newPrimaryAfter(t *testing.T, old admin.MemberStatus) {
 // drain the ones in flight, acknowledge, and the old primary stops only
 // then.
 func TestPgbenchSwitchoverNoErrors(t *testing.T) {
-	pgbench := "/usr/lib/postgresql/15/bin/pgbench"
-	if _, err := os.Stat(pgbench); err != nil {
-		t.Skip("pgbench is not installed")
-	}
-	f := start(t)
-	tx := f.newProxy(t, txMode(8))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env := append(os.Environ(), "PGPASSWORD="+f.app.Password, "PGSSLMODE=disable")
-	args := func(px *proxy.Server, extra ...string) []string {
-		host, port, _ := strings.Cut(px.Addr("writer"), ":")
-		return append([]string{"-h", host, "-p", port, "-U", f.app.User}, append(extra, f.app.Database)...)
-	}
-	init := exec.CommandContext(ctx, pgbench, args(f.px, "-i", "-q", "-s", "2")...)
-	init.Env = env
-	if out, err := init.CombinedOutput(); err != nil {
-		t.Fatalf("pgbench -i: %v\n%s", err, out)
-	}
+	pb := startPgbench(t)
+	f, tx, pgbench, env, args := pb.f, pb.tx, pb.bin, pb.env, pb.args
 	f.waitAllRunning(t)
 	old := f.primary(t)
 	type run struct {
@@ -370,6 +371,8 @@ func TestPgbenchSwitchoverNoErrors(t *testing.T) {
 		runs = append(runs, r)
 	}
 	time.Sleep(3 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	if _, err := admin.Switchover(ctx, f.sup.Store(), f.cfg, "", func(string) {}); err != nil {
 		t.Fatalf("switchover: %v", err)
 	}
