@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 )
 
 func readyForQuery(status byte) []byte { return []byte{'Z', 0, 0, 0, 5, status} }
@@ -16,42 +15,6 @@ func cstring(b []byte) string {
 		return string(b[:i])
 	}
 	return ""
-}
-
-// isCommit reports whether a simple Query starts with COMMIT or END.
-func isCommit(body []byte) bool {
-	q := strings.TrimSpace(cstring(body))
-	if len(q) > 8 {
-		q = q[:8]
-	}
-	q = strings.ToUpper(q)
-	return strings.HasPrefix(q, "COMMIT") || strings.HasPrefix(q, "END")
-}
-
-// cannotCommit reports whether a simple Query run outside a transaction
-// block certainly commits nothing (so losing it in flight is retryable).
-func cannotCommit(body []byte) bool {
-	q := strings.TrimRight(strings.ToUpper(strings.TrimSpace(cstring(body))), "; \t\n")
-	if strings.Contains(q, ";") {
-		return false // several statements: one of them may commit
-	}
-	for _, p := range []string{"BEGIN", "START TRANSACTION", "ROLLBACK", "ABORT", "SHOW "} {
-		if strings.HasPrefix(q, p) {
-			return true
-		}
-	}
-	return q == ""
-}
-
-// endsTransaction reports whether a simple Query ends a transaction block.
-func endsTransaction(body []byte) bool {
-	q := strings.ToUpper(strings.TrimSpace(cstring(body)))
-	for _, p := range []string{"ROLLBACK", "ABORT", "COMMIT", "END"} {
-		if strings.HasPrefix(q, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // errorFields parses an ErrorResponse body.
@@ -171,25 +134,5 @@ func splitCString(b []byte) (string, []byte) {
 // dropsPrepared reports whether SQL text may deallocate protocol-level
 // prepared statements (DEALLOCATE, DISCARD).
 func dropsPrepared(body []byte) bool {
-	return containsFold(body, "DEALLOCATE") || containsFold(body, "DISCARD")
-}
-
-// containsFold is an allocation-free case-insensitive substring test for
-// an upper-case ASCII needle.
-func containsFold(b []byte, upper string) bool {
-	n := len(upper)
-outer:
-	for i := 0; i+n <= len(b); i++ {
-		for j := 0; j < n; j++ {
-			c := b[i+j]
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			if c != upper[j] {
-				continue outer
-			}
-		}
-		return true
-	}
-	return false
+	return dropWords.in(body)
 }

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +35,7 @@ type paramKey struct {
 type serverConn struct {
 	p      *pool
 	conn   net.Conn
+	rw     io.ReadWriter // conn for the relay (see fastIO)
 	pid    uint32
 	secret []byte
 	params map[string]string
@@ -81,6 +82,33 @@ var errPoolRetired = errors.New("pool retired: its member is no longer a target"
 
 // acquire lends a server connection: an idle one, a new one while under
 // size, or the next one released (first come, first served).
+// tryIdle lends an idle connection if there is one, without waiting or
+// dialling.
+func (p *pool) tryIdle() *serverConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.retired {
+		return nil
+	}
+	return p.popIdleLocked()
+}
+
+// popIdleLocked lends the most recently used idle connection that is still
+// alive, closing dead ones; nil if none is left.
+func (p *pool) popIdleLocked() *serverConn {
+	for len(p.idle) > 0 {
+		sc := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if sc.alive() {
+			p.lent[sc] = 0
+			return sc
+		}
+		p.open--
+		_ = sc.conn.Close()
+	}
+	return nil
+}
+
 func (p *pool) acquire(ctx context.Context) (*serverConn, error) {
 	for {
 		p.mu.Lock()
@@ -88,16 +116,9 @@ func (p *pool) acquire(ctx context.Context) (*serverConn, error) {
 			p.mu.Unlock()
 			return nil, errPoolRetired
 		}
-		for len(p.idle) > 0 {
-			sc := p.idle[len(p.idle)-1]
-			p.idle = p.idle[:len(p.idle)-1]
-			if sc.alive() {
-				p.lent[sc] = 0
-				p.mu.Unlock()
-				return sc, nil
-			}
-			p.open--
-			_ = sc.conn.Close()
+		if sc := p.popIdleLocked(); sc != nil {
+			p.mu.Unlock()
+			return sc, nil
 		}
 		if p.open < p.size {
 			p.open++
@@ -258,11 +279,10 @@ func (sc *serverConn) alive() bool {
 	if sc.in.buffered() > 0 {
 		return false
 	}
-	_ = sc.conn.SetReadDeadline(time.Now())
-	var b [1]byte
-	n, err := sc.conn.Read(b[:])
-	_ = sc.conn.SetReadDeadline(time.Time{})
-	return n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
+	if raw, ok := sc.rw.(*sockIO); ok {
+		return raw.quiet()
+	}
+	return true // TLS: cannot look without consuming; a dead one fails on first use
 }
 
 // canonicalParams renders startup parameters in a stable order.
@@ -346,8 +366,9 @@ func (s *Server) dialServer(ctx context.Context, p *pool, t Target, user, databa
 	if tc, ok := hc.Conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	return &serverConn{p: p, conn: hc.Conn, pid: hc.PID, secret: hc.SecretKey, params: hc.ParameterStatuses,
-		in: newServerReader(hc.Conn, maxServerMessage), out: bufio.NewWriterSize(hc.Conn, 16<<10),
+	rw := fastIO(hc.Conn)
+	return &serverConn{p: p, conn: hc.Conn, rw: rw, pid: hc.PID, secret: hc.SecretKey, params: hc.ParameterStatuses,
+		in: newServerReader(rw, maxServerMessage), out: bufio.NewWriterSize(rw, 16<<10),
 		prepared: map[string]string{}}, nil
 }
 

@@ -92,6 +92,7 @@ func (ss *session) sendLocked(st *relayState, msgs ...[]byte) {
 // state to lend server connections per transaction and to move an idle
 // session to a new server when the writer changes.
 func (ss *session) relay() {
+	ss.cio = fastIO(ss.c)
 	st := &relayState{txStatus: 'I'}
 	st.writeDone = sync.NewCond(&st.mu)
 	if ss.ep.writer {
@@ -169,7 +170,7 @@ func resetServer(sc *serverConn) bool {
 func (ss *session) attachLocked(st *relayState, sc *serverConn) {
 	st.sc = sc
 	w := clientWriters.Get().(*bufio.Writer)
-	w.Reset(ss.c)
+	w.Reset(ss.cio)
 	st.clientW = w
 	ss.s.servers.Add(1)
 	if !ss.ep.writer {
@@ -201,7 +202,7 @@ func (ss *session) detachLocked(st *relayState) {
 // clientLoop reads client messages and forwards them, borrowing a server
 // connection first when the session holds none.
 func (ss *session) clientLoop(st *relayState) error {
-	in := newMsgReader(ss.c, ss.s.cfg.MaxMessageSize)
+	in := newMsgReader(ss.cio, ss.s.cfg.MaxMessageSize)
 	idle := ss.s.cfg.ClientIdleTimeout
 	for {
 		if idle > 0 {
@@ -271,10 +272,13 @@ func (ss *session) clientLoop(st *relayState) error {
 				return nil
 			}
 			st.mu.Unlock()
-			sc, err := ss.acquire()
-			if err != nil {
-				ss.fatalErr(err)
-				return nil
+			sc := ss.acquireIdle()
+			if sc == nil {
+				var err error
+				if sc, err = ss.acquire(); err != nil {
+					ss.fatalErr(err)
+					return nil
+				}
 			}
 			st.mu.Lock()
 			ss.attachLocked(st, sc)
@@ -343,7 +347,7 @@ func (ss *session) trackLocked(st *relayState, sc *serverConn, msg []byte) [][]b
 		if (st.txStatus == 'I' && !cannotCommit(body)) || commit {
 			st.commitPending = true
 		}
-		if !st.stateful && createsSessionState(cstring(body)) {
+		if !st.stateful && createsSessionState(sqlText(body)) {
 			st.stateful = true
 		}
 		if dropsPrepared(body) {
@@ -370,7 +374,7 @@ func (ss *session) trackLocked(st *relayState, sc *serverConn, msg []byte) [][]b
 	case 'P':
 		st.unsynced = true
 		name, rest := splitCString(msg[5:])
-		if !st.stateful && createsSessionState(cstring(rest)) {
+		if !st.stateful && createsSessionState(sqlText(rest)) {
 			st.stateful = true
 		}
 		if name == "" {

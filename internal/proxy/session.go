@@ -22,6 +22,7 @@ type session struct {
 	s   *Server
 	ep  *endpoint
 	c   net.Conn
+	cio io.ReadWriter // c for the relay (see fastIO)
 	be  *pgproto3.Backend
 	key cancelKey
 
@@ -31,6 +32,8 @@ type session struct {
 	u              User
 	// st is the relay's state once relaying (for switchover drains).
 	st *relayState
+	// pool is the writer pool acquireIdle used last.
+	pool *pool
 	// cancelTo is where the client's CancelRequest goes: the server
 	// connection it holds now, if any.
 	cancelTo atomic.Pointer[cancelTarget]
@@ -296,6 +299,26 @@ func (ss *session) pick(ctx context.Context) (Target, error) {
 		return Target{}, &clientError{"57P03", fmt.Sprintf("holdfast proxy: no primary became available within %s (hold_window): the cluster is failing over or has no eligible member", ss.s.cfg.HoldWindow)}
 	}
 	return t, nil
+}
+
+// acquireIdle is acquire's fast path, taken for every transaction in
+// transaction mode: an idle connection of the writer's pool, lent without
+// waiting. nil when acquire must run (no writer known, a reader endpoint,
+// nothing idle).
+func (ss *session) acquireIdle() *serverConn {
+	if !ss.ep.writer {
+		return nil
+	}
+	w := ss.s.router.writerNow.Load()
+	if w == nil {
+		return nil
+	}
+	p := ss.pool
+	if p == nil || p.target != *w {
+		p = ss.poolFor(*w)
+		ss.pool = p
+	}
+	return p.tryIdle()
 }
 
 // acquire lends the session a server connection of its endpoint, waiting

@@ -2,11 +2,10 @@ package proxy
 
 import "strings"
 
-// createsSessionState reports whether SQL text may leave state on the
-// server connection that outlives the transaction: a session that has some
-// cannot be moved to another server without the client noticing. It errs on
-// the side of "yes".
-func createsSessionState(sql string) bool {
+// createsSessionStateText is createsSessionState by full normalisation of
+// every statement: the reference, used when a cheap look at statement heads
+// cannot decide.
+func createsSessionStateText(sql string) bool {
 	for _, stmt := range strings.Split(sql, ";") {
 		s := strings.ToUpper(strings.Join(strings.Fields(stripComments(stmt)), " "))
 		switch {
