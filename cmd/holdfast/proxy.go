@@ -164,6 +164,9 @@ func printProxyStatus(w io.Writer, s proxy.Status) {
 			clients += ", "
 		}
 		clients += fmt.Sprintf("%s %d", n, s.Clients[n])
+		if p := s.Parked[n]; p > 0 {
+			clients += fmt.Sprintf(" (%d parked)", p)
+		}
 	}
 	fmt.Fprintf(w, "Clients: %s  servers: %d  waiting: %d  pool_mode: %s  pool_size: %d  hold_window: %s\n",
 		clients, s.Servers, s.Waiting, s.PoolMode, s.PoolSize, s.HoldWindow)

@@ -258,11 +258,13 @@ var (
 		"1 while the endpoint serves (writer: a writer is known and no planned switchover holds new work; reader: a replica qualifies, or a writer is known and reader_fallback_to_primary is on), 0 while new work waits (holding) or is refused.", []string{"endpoint"}, nil)
 	descWaiting = prometheus.NewDesc("holdfast_proxy_waiting",
 		"Clients waiting for a writer: during a failover (at most max_waiting) or a planned switchover.", nil, nil)
+	descParked = prometheus.NewDesc("holdfast_proxy_client_connections_parked",
+		"Client connections idle long enough (no server connection, outside a transaction) that a small waiter holds them instead of a relay.", []string{"endpoint"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descServers, descPoolWaiting, descState, descWaiting} {
+	for _, d := range []*prometheus.Desc{descClients, descParked, descServers, descPoolWaiting, descState, descWaiting} {
 		ch <- d
 	}
 }
@@ -273,6 +275,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	_, haveWriter, _ := s.router.Writer()
 	for _, ep := range s.endpoints {
 		ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(ep.clients.Load()), ep.name)
+		ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(ep.parked.Load()), ep.name)
 		serving := haveWriter && s.hold.Load() == nil
 		if !ep.writer {
 			serving = len(s.router.Readers()) > 0 || (s.cfg.ReaderFallbackToPrimary && haveWriter)

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -395,5 +396,117 @@ func TestPgbenchSwitchoverNoErrors(t *testing.T) {
 			continue
 		}
 		t.Logf("%s mode: no error across the switchover", r.name)
+	}
+}
+
+// TestIdleClientsPark: clients idle outside a transaction are parked (their
+// relay goroutine is replaced by a small waiter) and come back to work
+// transparently, with or without the server connection they hold in
+// session mode; client_idle_timeout still ends idle clients.
+func TestIdleClientsPark(t *testing.T) {
+	f := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	waitParked := func(px *proxy.Server, want int64) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for px.Status().Parked["writer"] != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("parked = %d, want %d", px.Status().Parked["writer"], want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	t.Run("transaction mode", func(t *testing.T) {
+		px := f.newProxy(t, txMode(2))
+		const clients = 12
+		conns := make([]*pgx.Conn, clients)
+		for i := range conns {
+			c, err := pgx.Connect(ctx, dsnFor(f, px, "writer"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			conns[i] = c
+		}
+		for round := 0; round < 3; round++ {
+			waitParked(px, clients)
+			for i, c := range conns {
+				var v int
+				if err := c.QueryRow(ctx, "SELECT $1::int * 2", i+round).Scan(&v); err != nil || v != 2*(i+round) {
+					t.Fatalf("round %d client %d: %v (v=%d)", round, i, err, v)
+				}
+				tx, err := c.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		waitParked(px, clients)
+	})
+
+	t.Run("session mode", func(t *testing.T) {
+		px := f.newProxy(t, nil)
+		idle, err := pgx.Connect(ctx, dsnFor(f, px, "writer"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close(ctx)
+		busy, err := pgx.Connect(ctx, dsnFor(f, px, "writer"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close(ctx)
+		// busy gets a server connection and keeps it (session mode); both
+		// park.
+		if _, err := busy.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		waitParked(px, 2)
+		if px.Status().Servers != 1 {
+			t.Fatalf("servers lent = %d, want 1", px.Status().Servers)
+		}
+		var v int
+		for _, c := range []*pgx.Conn{idle, busy} {
+			if err := c.QueryRow(ctx, "SELECT 41 + 1").Scan(&v); err != nil || v != 42 {
+				t.Fatalf("parked client: %v (v=%d)", err, v)
+			}
+		}
+	})
+
+	for _, timeout := range []time.Duration{100 * time.Millisecond, 1500 * time.Millisecond} {
+		t.Run(fmt.Sprintf("client_idle_timeout %s", timeout), func(t *testing.T) {
+			px := f.newProxy(t, func(c *proxy.Config) { c.ClientIdleTimeout = timeout })
+			c, err := pgx.Connect(ctx, dsnFor(f, px, "writer"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			// Read what the proxy sends on its own: a FATAL 57P05, then
+			// the end of the connection.
+			raw := c.PgConn().Conn()
+			_ = raw.SetReadDeadline(time.Now().Add(20 * time.Second))
+			start := time.Now()
+			got, err := io.ReadAll(raw)
+			if err != nil {
+				t.Fatalf("reading the idle connection: %v (got %q)", err, got)
+			}
+			if !strings.Contains(string(got), "57P05") {
+				t.Fatalf("idle client got %q, want a 57P05 FATAL", got)
+			}
+			if el := time.Since(start); el < timeout/2 {
+				t.Fatalf("ended after %s, before client_idle_timeout %s", el, timeout)
+			}
+		})
 	}
 }

@@ -62,6 +62,10 @@ type relayState struct {
 	clientW *bufio.Writer
 	// loadOn is the replica whose reader load counts this session.
 	loadOn string
+	// idleSince is when the session last became free (outside a
+	// transaction, nothing in flight; zero: busy since). idleArmed is
+	// the client read deadline set to wake clientLoop then (zero: none).
+	idleSince, idleArmed time.Time
 	// writing: clientLoop is writing to sc outside the lock. sc must not
 	// go back to the pool before it is done (writeDone is signalled).
 	writing   bool
@@ -100,13 +104,49 @@ func (ss *session) relay() {
 		ss.st = st
 		ss.s.sessions[ss] = struct{}{}
 		ss.s.mu.Unlock()
+	}
+	ss.run(st, newMsgReader(ss.cio, ss.s.cfg.MaxMessageSize))
+}
+
+// run relays until the client leaves, or until it has been idle long
+// enough to park: then a goroutine with a small stack waits for its next
+// message in its place (an idle client costs about 2 KiB of stack instead
+// of the relay's 4 KiB, which matters with thousands of them).
+func (ss *session) run(st *relayState, in *msgReader) {
+	err := ss.clientLoop(st, in)
+	if errors.Is(err, errPark) {
+		go ss.park(st, in)
+		return
+	}
+	ss.end(st, err)
+	ss.finish()
+}
+
+// park waits for the client's next bytes, then relays again on this
+// goroutine.
+func (ss *session) park(st *relayState, in *msgReader) {
+	st.mu.Lock()
+	st.idleArmed = time.Time{}
+	if t := ss.s.cfg.ClientIdleTimeout; t > 0 {
+		st.idleArmed = st.idleSince.Add(t)
+	}
+	_ = ss.c.SetReadDeadline(st.idleArmed)
+	st.mu.Unlock()
+	ss.ep.parked.Add(1)
+	_ = in.wait() // an error comes back from the next read
+	ss.ep.parked.Add(-1)
+	ss.run(st, in)
+}
+
+// end gives back what the relay held once the client has left.
+func (ss *session) end(st *relayState, err error) {
+	if ss.ep.writer {
 		defer func() {
 			ss.s.mu.Lock()
 			delete(ss.s.sessions, ss)
 			ss.s.mu.Unlock()
 		}()
 	}
-	err := ss.clientLoop(st)
 	st.mu.Lock()
 	if errors.Is(err, ErrMessageTooLarge) {
 		ss.sendLocked(st, errorResponse("FATAL", "08P01", err.Error()))
@@ -201,27 +241,26 @@ func (ss *session) detachLocked(st *relayState) {
 
 // clientLoop reads client messages and forwards them, borrowing a server
 // connection first when the session holds none.
-func (ss *session) clientLoop(st *relayState) error {
-	in := newMsgReader(ss.cio, ss.s.cfg.MaxMessageSize)
-	idle := ss.s.cfg.ClientIdleTimeout
+func (ss *session) clientLoop(st *relayState, in *msgReader) error {
 	for {
-		if idle > 0 {
-			st.mu.Lock()
-			free := st.sc == nil && st.txStatus == 'I'
-			st.mu.Unlock()
-			if free {
-				_ = ss.c.SetReadDeadline(time.Now().Add(idle))
-			} else {
-				_ = ss.c.SetReadDeadline(time.Time{})
+		st.mu.Lock()
+		if ss.freeLocked(st) && in.buffered() == 0 {
+			if st.idleSince.IsZero() {
+				st.idleSince = time.Now()
 			}
+			ss.armIdleLocked(st)
 		}
+		st.mu.Unlock()
 		msg, err := in.next()
 		if err != nil {
-			if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-				st.mu.Lock()
-				ss.sendLocked(st, errorResponse("FATAL", "57P05", "holdfast proxy: terminating connection due to idle timeout (client_idle_timeout)"))
-				st.mu.Unlock()
-				return nil
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				switch ss.idleDue(st, in) {
+				case idleTimedOut:
+					return nil
+				case idlePark:
+					return errPark
+				}
+				continue
 			}
 			return quiet(err)
 		}
@@ -230,6 +269,7 @@ func (ss *session) clientLoop(st *relayState) error {
 			return nil // the server connection is not the client's to end
 		}
 		st.mu.Lock()
+		st.idleSince = time.Time{}
 		for st.resolved != nil {
 			// A COMMIT is being resolved: its answer comes first.
 			ch := st.resolved
@@ -527,6 +567,8 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 			_ = st.clientW.Flush()
 			st.sc = nil
 			ss.detachLocked(st)
+			st.idleSince = time.Now()
+			ss.armIdleLocked(st)
 			st.mu.Unlock()
 			sc.p.release(sc, true)
 			return
@@ -687,4 +729,75 @@ func queryOne(sc *serverConn, sql string) (string, error) {
 			return val, qerr
 		}
 	}
+}
+
+// parkAfter is how long a client stays idle before its relay goroutine is
+// replaced by a smaller one (see run).
+const parkAfter = 250 * time.Millisecond
+
+// errPark ends clientLoop for a client idle parkAfter.
+var errPark = errors.New("client idle: park the relay")
+
+// freeLocked reports whether the session is outside a transaction with
+// nothing in flight: it may park, and client_idle_timeout runs. (A server
+// connection it holds, in session mode or pinned, has its own reader.)
+func (ss *session) freeLocked(st *relayState) bool {
+	return st.txStatus == 'I' && st.pending == 0 && !st.unsynced &&
+		st.resolved == nil && !st.aborted && !st.failedTx
+}
+
+// idleWait is how long a free session waits before clientLoop must look at
+// it: to park it, or to end it (client_idle_timeout) if that comes first.
+func (ss *session) idleWait() time.Duration {
+	if t := ss.s.cfg.ClientIdleTimeout; t > 0 && t < parkAfter {
+		return t
+	}
+	return parkAfter
+}
+
+// armIdleLocked makes sure a read deadline wakes clientLoop when the free
+// session is due (idleSince + idleWait). Early is harmless (clientLoop
+// looks and sets it again), so a deadline up to a quarter of the wait early
+// is kept: a session in transaction mode becomes free after every
+// transaction, and a timer update each time would cost more than the rare
+// early wake-up.
+func (ss *session) armIdleLocked(st *relayState) {
+	w := ss.idleWait()
+	want := st.idleSince.Add(w)
+	if !st.idleArmed.IsZero() && !st.idleArmed.After(want) && want.Sub(st.idleArmed) <= w/4 {
+		return
+	}
+	st.idleArmed = want
+	_ = ss.c.SetReadDeadline(want)
+}
+
+type idleVerdict int
+
+const (
+	idleNotYet idleVerdict = iota
+	idlePark
+	idleTimedOut
+)
+
+// idleDue handles a client read deadline: a session still free long
+// enough is parked or, past client_idle_timeout, told and ended; otherwise
+// the deadline was early or the session is busy, and reading goes on.
+func (ss *session) idleDue(st *relayState, in *msgReader) idleVerdict {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.idleArmed = time.Time{}
+	if !ss.freeLocked(st) || in.buffered() != 0 || st.idleSince.IsZero() {
+		_ = ss.c.SetReadDeadline(time.Time{})
+		return idleNotYet
+	}
+	idle := time.Since(st.idleSince)
+	if t := ss.s.cfg.ClientIdleTimeout; t > 0 && idle >= t {
+		ss.sendLocked(st, errorResponse("FATAL", "57P05", "holdfast proxy: terminating connection due to idle timeout (client_idle_timeout)"))
+		return idleTimedOut
+	}
+	if idle >= parkAfter/2 {
+		return idlePark
+	}
+	ss.armIdleLocked(st)
+	return idleNotYet
 }

@@ -44,6 +44,7 @@ type endpoint struct {
 	writer  bool
 	ln      net.Listener
 	clients atomic.Int64
+	parked  atomic.Int64     // clients whose relay is parked (see session.run)
 	m       *endpointMetrics // pre-resolved label children, set by Open
 }
 
@@ -212,12 +213,9 @@ func (s *Server) acceptLoop(ep *endpoint) {
 			}
 			// Relay on a fresh goroutine: its stack starts small again
 			// after the authentication's deep calls, which matters with
-			// thousands of idle clients.
-			go func() {
-				defer s.wg.Done()
-				defer s.untrack(c)
-				ss.serve()
-			}()
+			// thousands of idle clients. The session ends in serve
+			// (ss.finish), on whichever goroutine it then runs.
+			go ss.serve()
 		}()
 	}
 }
@@ -285,6 +283,7 @@ func (s *Server) addReaderLoad(name string, d int) {
 // Stats is a snapshot of the proxy's load.
 type Stats struct {
 	Clients map[string]int64 `json:"clients"` // per endpoint
+	Parked  map[string]int64 `json:"parked"`  // per endpoint: idle clients held by a small waiter
 	Servers int64            `json:"servers"` // server connections lent to clients
 	Waiting int64            `json:"waiting"` // clients waiting for a writer
 	Pools   []PoolStats      `json:"pools"`
@@ -292,9 +291,10 @@ type Stats struct {
 
 // Stats returns the current counts.
 func (s *Server) Stats() Stats {
-	st := Stats{Clients: map[string]int64{}, Servers: s.servers.Load(), Waiting: s.waiting.Load(), Pools: s.Pools()}
+	st := Stats{Clients: map[string]int64{}, Parked: map[string]int64{}, Servers: s.servers.Load(), Waiting: s.waiting.Load(), Pools: s.Pools()}
 	for _, e := range s.endpoints {
 		st.Clients[e.name] = e.clients.Load()
+		st.Parked[e.name] = e.parked.Load()
 	}
 	return st
 }

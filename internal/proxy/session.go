@@ -23,8 +23,11 @@ type session struct {
 	ep  *endpoint
 	c   net.Conn
 	cio io.ReadWriter // c for the relay (see fastIO)
-	be  *pgproto3.Backend
-	key cancelKey
+	// conn is the accepted connection (c is a TLS layer over it once the
+	// client asked for TLS): the server tracks it to close it at shutdown.
+	conn net.Conn
+	be   *pgproto3.Backend
+	key  cancelKey
 
 	user, database string
 	params         map[string]string // startup parameters to pass on
@@ -40,7 +43,7 @@ type session struct {
 }
 
 func newSession(s *Server, ep *endpoint, c net.Conn) *session {
-	return &session{s: s, ep: ep, c: c, be: pgproto3.NewBackend(c, c)}
+	return &session{s: s, ep: ep, c: c, conn: c, be: pgproto3.NewBackend(c, c)}
 }
 
 // fatal sends an ErrorResponse and ends the session.
@@ -90,9 +93,15 @@ func (ss *session) open() bool {
 
 // serve relays until the client leaves.
 func (ss *session) serve() {
-	defer ss.ep.clients.Add(-1)
-	defer ss.s.dropCancel(ss.key)
 	ss.relay()
+}
+
+// finish releases what the session held in the server once it is over.
+func (ss *session) finish() {
+	ss.s.dropCancel(ss.key)
+	ss.ep.clients.Add(-1)
+	ss.s.untrack(ss.conn)
+	ss.s.wg.Done()
 }
 
 // startup reads the startup packet, answering SSL and GSS encryption

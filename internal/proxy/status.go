@@ -24,6 +24,7 @@ type Status struct {
 	State         string           `json:"state"`
 	Writer        *StatusWriter    `json:"writer"` // null while no writer is known
 	Clients       map[string]int64 `json:"clients"`
+	Parked        map[string]int64 `json:"parked"`  // idle clients held by a small waiter, per endpoint
 	Servers       int64            `json:"servers"` // server connections lent to clients
 	Waiting       int64            `json:"waiting"` // clients waiting for a writer
 	PoolMode      string           `json:"pool_mode"`
@@ -42,7 +43,7 @@ type StatusWriter struct {
 // Status returns the proxy's state and load.
 func (s *Server) Status() Status {
 	st := s.Stats()
-	out := Status{State: StateHolding, Clients: st.Clients, Servers: st.Servers, Waiting: st.Waiting,
+	out := Status{State: StateHolding, Clients: st.Clients, Parked: st.Parked, Servers: st.Servers, Waiting: st.Waiting,
 		PoolMode: s.cfg.PoolMode, PoolSize: s.cfg.PoolSize, Pools: st.Pools, HoldWindow: s.cfg.HoldWindow.String()}
 	if out.Pools == nil {
 		out.Pools = []PoolStats{}

@@ -72,6 +72,17 @@ func (m *msgReader) next() ([]byte, error) {
 	return msg, nil
 }
 
+// wait blocks until the peer sends something, or the read fails, and
+// keeps what came. For a reader with nothing buffered: it reads into the
+// small idle buffer.
+func (m *msgReader) wait() error {
+	if m.r == m.w {
+		m.r, m.w = 0, 0
+		m.shrink()
+	}
+	return m.fill(1)
+}
+
 // fill reads until need bytes are buffered.
 func (m *msgReader) fill(need int) error {
 	for m.w-m.r < need {
