@@ -297,6 +297,18 @@ func TestProxyTLS(t *testing.T) {
 		if _, err := c.Exec(ctx, "SELECT 1"); err != nil || !isTLS(c) {
 			t.Fatalf("tls %v, %v", isTLS(c), err)
 		}
+		// Idle, the session is parked (the relay waits with a read
+		// deadline, which TLS survives); it then works as before.
+		testutil.Eventually(t, 15*time.Second, "TLS client parked", func() error {
+			if n := f.px.Status().Parked["writer"]; n < 1 {
+				return fmt.Errorf("parked = %d", n)
+			}
+			return nil
+		})
+		var v int
+		if err := c.QueryRow(ctx, "SELECT 6 * 7").Scan(&v); err != nil || v != 42 {
+			t.Fatalf("after parking: %d, %v", v, err)
+		}
 		// Another certificate as root: refused.
 		dir := t.TempDir()
 		other := filepath.Join(dir, "other.crt")
