@@ -36,6 +36,7 @@ type serverConn struct {
 	p      *pool
 	conn   net.Conn
 	rw     io.ReadWriter // conn for the relay (see fastIO)
+	cancel *cancelTarget // where a client's CancelRequest for this connection goes
 	pid    uint32
 	secret []byte
 	params map[string]string
@@ -273,11 +274,19 @@ func (p *pool) stats() PoolStats {
 		Open: p.open, Idle: len(p.idle), Active: len(p.lent), Waiting: len(p.waiters), Size: p.size, Retired: p.retired}
 }
 
+// recentlyIdle: a connection released this recently is lent without a
+// look (in transaction mode one is released and lent again for every
+// transaction).
+const recentlyIdle = 20 * time.Millisecond
+
 // alive checks, without blocking, that the server has not closed an idle
 // connection or sent something unasked (a FATAL before shutting down).
 func (sc *serverConn) alive() bool {
 	if sc.in.buffered() > 0 {
 		return false
+	}
+	if time.Since(sc.idleSince) < recentlyIdle {
+		return true // it was fine a moment ago: spare the system call
 	}
 	if raw, ok := sc.rw.(*sockIO); ok {
 		return raw.quiet()
@@ -369,7 +378,8 @@ func (s *Server) dialServer(ctx context.Context, p *pool, t Target, user, databa
 	rw := fastIO(hc.Conn)
 	return &serverConn{p: p, conn: hc.Conn, rw: rw, pid: hc.PID, secret: hc.SecretKey, params: hc.ParameterStatuses,
 		in: newServerReader(rw, maxServerMessage), out: bufio.NewWriterSize(rw, 16<<10),
-		prepared: map[string]string{}}, nil
+		prepared: map[string]string{},
+		cancel:   &cancelTarget{addr: t.Addr, pid: hc.PID, secret: hc.SecretKey}}, nil
 }
 
 // janitor retires pools whose member is no longer a target of their

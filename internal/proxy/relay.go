@@ -217,7 +217,7 @@ func (ss *session) attachLocked(st *relayState, sc *serverConn) {
 		st.loadOn = sc.p.target.Name
 		ss.s.addReaderLoad(st.loadOn, 1)
 	}
-	ss.cancelTo.Store(&cancelTarget{addr: sc.p.target.Addr, pid: sc.pid, secret: sc.secret})
+	ss.cancelTo.Store(sc.cancel)
 	done := make(chan struct{})
 	st.serverDone = done
 	go ss.serverLoop(st, sc, done)
