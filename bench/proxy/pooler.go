@@ -109,6 +109,7 @@ func (b *bench) startHoldfastProxy(ctx context.Context, target string, maxClient
 	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", reader)
 	cfg.Proxy.PoolMode = poolMode(target)
 	cfg.Proxy.PoolSize = b.poolSize
+	cfg.Proxy.ResolveCommits = b.opts.resolve
 	cfg.Proxy.MaxClients = max(cfg.Proxy.MaxClients, maxClients+100)
 	b.seq++
 	path := filepath.Join(b.dir, fmt.Sprintf("%s-%d.yml", target, b.seq))
