@@ -38,9 +38,9 @@ func FuzzSessionStartup(f *testing.F) {
 	f.Add(startupPacket("user", "app", "database", "app"))
 	f.Add(append(startupPacket("user", "app"), frame('p', "SCRAM-SHA-256\x00\x00\x00\x00\x20n,,n=,r=abcdefghijklmnopqrstuvwxyzABCDEF")...))
 	f.Add(append([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}, startupPacket("user", "app")...)) // SSLRequest first
-	f.Add([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30})                                         // GSSENCRequest
-	f.Add([]byte{0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2})                // CancelRequest
-	f.Add([]byte{0, 0, 0, 9, 0, 2, 0, 0, 0})                                                  // protocol 2.0
+	f.Add([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30})                                          // GSSENCRequest
+	f.Add([]byte{0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2})                 // CancelRequest
+	f.Add([]byte{0, 0, 0, 9, 0, 2, 0, 0, 0})                                                   // protocol 2.0
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzUsersOnce.Do(func() {
