@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -67,9 +68,12 @@ type relayState struct {
 	// the client read deadline set to wake clientLoop then (zero: none).
 	idleSince, idleArmed time.Time
 	// writing: clientLoop is writing to sc outside the lock. sc must not
-	// go back to the pool before it is done (writeDone is signalled).
-	writing   bool
-	writeDone *sync.Cond
+	// go back to the pool before it is done: releasableLocked waits on
+	// writeDone, counted in writeWaiters so that the writer takes the lock
+	// to signal only when someone waits.
+	writing      atomic.Bool
+	writeWaiters atomic.Int32
+	writeDone    *sync.Cond
 }
 
 // sendLocked writes proxy-made messages to the client.
@@ -325,7 +329,7 @@ func (ss *session) clientLoop(st *relayState, in *msgReader) error {
 		}
 		sc := st.sc
 		pre := ss.trackLocked(st, sc, msg)
-		st.writing = true
+		st.writing.Store(true)
 		st.mu.Unlock()
 		for _, m := range pre {
 			_, _ = sc.out.Write(m)
@@ -335,10 +339,12 @@ func (ss *session) clientLoop(st *relayState, in *msgReader) error {
 		}
 		// A write error means the server is gone: serverLoop sees it too
 		// and answers the client.
-		st.mu.Lock()
-		st.writing = false
-		st.writeDone.Broadcast()
-		st.mu.Unlock()
+		st.writing.Store(false)
+		if st.writeWaiters.Load() > 0 {
+			st.mu.Lock()
+			st.writeDone.Broadcast()
+			st.mu.Unlock()
+		}
 	}
 }
 
@@ -489,95 +495,131 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 	defer close(done)
 	for {
 		msg, err := sc.in.next()
-		if err == nil && msg[0] == 'E' && isFatal(msg) {
-			// The server is shutting down (failover, switchover, restart):
-			// treat it as lost rather than pass on a FATAL that would make
-			// the client drop its connection.
-			err = io.EOF
-		}
 		st.mu.Lock()
-		if st.sc != sc {
+		// Handle what has arrived under one acquisition of the lock.
+		for {
+			switch ss.serverMsgLocked(st, sc, msg, err) {
+			case serverGone:
+				st.mu.Unlock()
+				return
+			case serverLost:
+				st.mu.Unlock()
+				sc.p.release(sc, false)
+				return
+			case serverReleased:
+				st.mu.Unlock()
+				sc.p.release(sc, true)
+				return
+			case clientGone:
+				st.mu.Unlock()
+				_ = ss.c.Close() // clientLoop ends the session
+				msg = nil
+			}
+			if msg == nil || !sc.in.ready() {
+				break
+			}
+			msg, err = sc.in.next()
+		}
+		if msg != nil {
 			st.mu.Unlock()
-			return // the session gave it back
-		}
-		if err != nil {
-			st.sc = nil
-			// The server ended the connection itself (it exited, or said
-			// FATAL): everything it wrote has arrived.
-			st.lostOrderly = errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-			ss.lostLocked(st)
-			ss.detachLocked(st)
-			st.mu.Unlock()
-			sc.p.release(sc, false)
-			return
-		}
-		if st.probing {
-			// The answer to our xid probe: consumed here, never forwarded.
-			switch msg[0] {
-			case 'D':
-				st.probeXid = dataRowFirst(msg)
-			case 'E':
-				st.probeFailed = true
-			case 'Z':
-				st.probing = false
-				if !st.probeFailed {
-					st.commitXid = st.probeXid
-				}
-			}
-			ss.flushIdleLocked(st, sc)
-			st.mu.Unlock()
-			continue
-		}
-		switch msg[0] {
-		case '1', '3':
-			if len(sc.expect) > 0 {
-				e := sc.expect[0]
-				sc.expect = sc.expect[1:]
-				if e.reply != msg[0] {
-					ss.s.log.Warn("prepared statement bookkeeping out of step; re-preparing from now on", "got", string(msg[0]), "want", string(e.reply))
-					sc.unsure, sc.expect = true, sc.expect[:0]
-				} else if e.injected {
-					ss.flushIdleLocked(st, sc)
-					st.mu.Unlock()
-					continue
-				}
-			}
-		case 'Z':
-			if len(msg) == 6 {
-				st.txStatus = msg[5]
-			}
-			if st.pending > 0 {
-				st.pending--
-			}
-			if st.pending == 0 {
-				st.commitPending, st.commitXid = false, ""
-			}
-			if len(sc.expect) > 0 {
-				// Skipped after an error: what they did is unknown.
-				sc.unsure, sc.expect = true, sc.expect[:0]
-			}
-		}
-		ss.s.metrics.fromServer(ss.ep, msg)
-		_, werr := st.clientW.Write(msg)
-		if werr == nil && !sc.in.ready() {
-			werr = st.clientW.Flush()
-		}
-		if msg[0] == 'Z' && ss.s.cfg.PoolMode == PoolTransaction && ss.releasableLocked(st, sc) {
-			// Transaction over: give the server back.
-			_ = st.clientW.Flush()
-			st.sc = nil
-			ss.detachLocked(st)
-			st.idleSince = time.Now()
-			ss.armIdleLocked(st)
-			st.mu.Unlock()
-			sc.p.release(sc, true)
-			return
-		}
-		st.mu.Unlock()
-		if werr != nil {
-			_ = ss.c.Close() // the client is gone; clientLoop ends the session
 		}
 	}
+}
+
+// serverStep is what serverLoop does after a server message.
+type serverStep int
+
+const (
+	serverNext     serverStep = iota // read on
+	serverGone                       // the session gave sc back: stop
+	serverLost                       // sc is lost: stop, close it
+	serverReleased                   // transaction over: stop, sc goes back to the pool
+	clientGone                       // writing to the client failed: close it
+)
+
+// serverMsgLocked handles a message from sc (or the error reading it):
+// bookkeeping, then passing it to the client unless the proxy asked for it.
+func (ss *session) serverMsgLocked(st *relayState, sc *serverConn, msg []byte, err error) serverStep {
+	if err == nil && msg[0] == 'E' && isFatal(msg) {
+		// The server is shutting down (failover, switchover, restart):
+		// treat it as lost rather than pass on a FATAL that would make
+		// the client drop its connection.
+		err = io.EOF
+	}
+	if st.sc != sc {
+		return serverGone
+	}
+	if err != nil {
+		st.sc = nil
+		// The server ended the connection itself (it exited, or said
+		// FATAL): everything it wrote has arrived.
+		st.lostOrderly = errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+		ss.lostLocked(st)
+		ss.detachLocked(st)
+		return serverLost
+	}
+	if st.probing {
+		// The answer to our xid probe: consumed here, never forwarded.
+		switch msg[0] {
+		case 'D':
+			st.probeXid = dataRowFirst(msg)
+		case 'E':
+			st.probeFailed = true
+		case 'Z':
+			st.probing = false
+			if !st.probeFailed {
+				st.commitXid = st.probeXid
+			}
+		}
+		ss.flushIdleLocked(st, sc)
+		return serverNext
+	}
+	switch msg[0] {
+	case '1', '3':
+		if len(sc.expect) > 0 {
+			e := sc.expect[0]
+			sc.expect = sc.expect[1:]
+			if e.reply != msg[0] {
+				ss.s.log.Warn("prepared statement bookkeeping out of step; re-preparing from now on", "got", string(msg[0]), "want", string(e.reply))
+				sc.unsure, sc.expect = true, sc.expect[:0]
+			} else if e.injected {
+				ss.flushIdleLocked(st, sc)
+				return serverNext
+			}
+		}
+	case 'Z':
+		if len(msg) == 6 {
+			st.txStatus = msg[5]
+		}
+		if st.pending > 0 {
+			st.pending--
+		}
+		if st.pending == 0 {
+			st.commitPending, st.commitXid = false, ""
+		}
+		if len(sc.expect) > 0 {
+			// Skipped after an error: what they did is unknown.
+			sc.unsure, sc.expect = true, sc.expect[:0]
+		}
+	}
+	ss.s.metrics.fromServer(ss.ep, msg)
+	_, werr := st.clientW.Write(msg)
+	if werr == nil && !sc.in.ready() {
+		werr = st.clientW.Flush()
+	}
+	if msg[0] == 'Z' && ss.s.cfg.PoolMode == PoolTransaction && ss.releasableLocked(st, sc) {
+		// Transaction over: give the server back.
+		_ = st.clientW.Flush()
+		st.sc = nil
+		ss.detachLocked(st)
+		st.idleSince = time.Now()
+		ss.armIdleLocked(st)
+		return serverReleased
+	}
+	if werr != nil {
+		return clientGone
+	}
+	return serverNext
 }
 
 // flushIdleLocked flushes what was written to the client unless another
@@ -600,9 +642,11 @@ func (ss *session) releasableLocked(st *relayState, sc *serverConn) bool {
 	}
 	// Whatever clientLoop is writing was sent before the reply that made
 	// the session free: its write has returned, or is about to.
-	for st.writing && st.sc == sc {
+	st.writeWaiters.Add(1)
+	for st.writing.Load() && st.sc == sc {
 		st.writeDone.Wait()
 	}
+	st.writeWaiters.Add(-1)
 	return free()
 }
 
