@@ -21,6 +21,13 @@ import (
 // blocks; it only does not tell the scheduler about itself.
 type sockIO struct {
 	rc syscall.RawConn
+	// Scratch of the raw calls, so that a read or write allocates nothing:
+	// a socket has one reader and one writer at a time (the relay's
+	// goroutines take turns under the session's lock).
+	rbuf, wbuf      []byte
+	rn, wn          uintptr
+	rerrno, werrno  syscall.Errno
+	readFn, writeFn func(fd uintptr) bool
 }
 
 // fastIO returns c's reader-writer for the relay: raw calls for TCP and
@@ -39,50 +46,58 @@ func fastIO(c net.Conn) io.ReadWriter {
 	if err != nil {
 		return c
 	}
-	return &sockIO{rc: rc}
+	s := &sockIO{rc: rc}
+	s.readFn, s.writeFn = s.rawRead, s.rawWrite
+	return s
+}
+
+// rawRead and rawWrite run inside RawConn.Read and Write: false (EAGAIN)
+// makes them wait for readiness and call again.
+func (s *sockIO) rawRead(fd uintptr) bool {
+	s.rn, _, s.rerrno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
+	return s.rerrno != syscall.EAGAIN
+}
+
+func (s *sockIO) rawWrite(fd uintptr) bool {
+	s.wn, _, s.werrno = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&s.wbuf[0])), uintptr(len(s.wbuf)))
+	return s.werrno != syscall.EAGAIN
 }
 
 func (s *sockIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n uintptr
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		return errno != syscall.EAGAIN
-	})
+	s.rbuf = p
+	err := s.rc.Read(s.readFn)
+	s.rbuf = nil
 	switch {
 	case err != nil:
 		return 0, err
-	case errno == syscall.EINTR:
+	case s.rerrno == syscall.EINTR:
 		return 0, nil
-	case errno != 0:
-		return 0, errno
-	case n == 0:
+	case s.rerrno != 0:
+		return 0, s.rerrno
+	case s.rn == 0:
 		return 0, io.EOF
 	}
-	return int(n), nil
+	return int(s.rn), nil
 }
 
 func (s *sockIO) Write(p []byte) (int, error) {
 	done := 0
+	defer func() { s.wbuf = nil }()
 	for done < len(p) {
-		var n uintptr
-		var errno syscall.Errno
-		err := s.rc.Write(func(fd uintptr) bool {
-			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
-			return errno != syscall.EAGAIN
-		})
+		s.wbuf = p[done:]
+		err := s.rc.Write(s.writeFn)
 		switch {
 		case err != nil:
 			return done, err
-		case errno == syscall.EINTR:
+		case s.werrno == syscall.EINTR:
 			continue
-		case errno != 0:
-			return done, errno
+		case s.werrno != 0:
+			return done, s.werrno
 		}
-		done += int(n)
+		done += int(s.wn)
 	}
 	return done, nil
 }
