@@ -557,10 +557,14 @@ func TestQuorumLossRefusesAutomaticPromotion(t *testing.T) {
 	// Dead agents stay dead for the whole test.
 	h := startClusterWith(t, time.Hour)
 	old := h.primary()
-	s := h.status()
-	if len(s.SyncSet) != 2 {
-		t.Fatalf("want two synchronous members, got %v", s.SyncSet)
-	}
+	// The second replica joins the synchronous set once it streams.
+	var s admin.ClusterStatus
+	testutil.Eventually(t, 30*time.Second, "two synchronous members", func() error {
+		if s = h.status(); len(s.SyncSet) != 2 {
+			return fmt.Errorf("synchronous members %v", s.SyncSet)
+		}
+		return nil
+	})
 	// Lose the primary and one synchronous replica together: the survivor
 	// alone cannot know whether the other had commits it lacks.
 	lost := s.SyncSet[0]
