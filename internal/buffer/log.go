@@ -1,0 +1,208 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LogConfig names the stream and bounds the batches.
+type LogConfig struct {
+	Stream  string // JetStream stream name
+	Subject string // subject batches are published on
+	// Replicas of the stream: 1 on one host, 3 on an external NATS cluster.
+	Replicas int
+	// MaxBatchWrites and MaxBatchBytes bound one group commit.
+	MaxBatchWrites int
+	MaxBatchBytes  int
+	// PublishTimeout bounds how long a batch is retried (NATS restarting,
+	// a JetStream leader election) before its writes fail.
+	PublishTimeout time.Duration
+}
+
+// DefaultLogConfig is what holdfast up uses.
+func DefaultLogConfig() LogConfig {
+	return LogConfig{Stream: "HOLDFAST_WRITES", Subject: "holdfast.writes", Replicas: 1,
+		MaxBatchWrites: 1024, MaxBatchBytes: 1 << 20, PublishTimeout: 10 * time.Second}
+}
+
+// ErrClosed is returned by Append once the log is closed.
+var ErrClosed = errors.New("write buffer closed")
+
+// Log appends writes to JetStream durably. Concurrent Appends are grouped:
+// while one batch is being published (and fsynced), the writes that arrive
+// queue up and go together in the next one. A write is acknowledged (Append
+// returns nil) only once JetStream has stored its batch.
+type Log struct {
+	js   jetstream.JetStream
+	cfg  LogConfig
+	reqs chan *appendReq
+	stop chan struct{}
+	done chan struct{}
+	seq  atomic.Uint64 // batch ids, with the start time: the publish dedup id
+	boot string
+
+	// Batches and Writes count what was stored (for tests and metrics).
+	Batches, Writes atomic.Uint64
+}
+
+type appendReq struct {
+	w   Write
+	res chan error
+}
+
+// OpenLog creates or updates the stream and starts the group committer.
+func OpenLog(ctx context.Context, nc *nats.Conn, cfg LogConfig) (*Log, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:     cfg.Stream,
+		Subjects: []string{cfg.Subject},
+		Storage:  jetstream.FileStorage,
+		Replicas: cfg.Replicas,
+		// A write stays until the committer has applied it.
+		Retention: jetstream.WorkQueuePolicy,
+		// A batch retried after a lost acknowledgement is stored once.
+		Duplicates: 2 * time.Minute,
+		MaxMsgSize: int32(cfg.MaxBatchBytes + 64<<10),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("write buffer stream %s: %w", cfg.Stream, err)
+	}
+	l := &Log{js: js, cfg: cfg, reqs: make(chan *appendReq, 4*cfg.MaxBatchWrites), stop: make(chan struct{}), done: make(chan struct{}),
+		boot: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	go l.run()
+	return l, nil
+}
+
+// Append stores w durably. An error means the write may or may not be
+// stored (the caller retries with the same key: it applies once).
+func (l *Log) Append(ctx context.Context, w Write) error {
+	if size := writeSize(w); size > l.cfg.MaxBatchBytes {
+		return fmt.Errorf("write of %d bytes exceeds the batch limit of %d", size, l.cfg.MaxBatchBytes)
+	}
+	r := &appendReq{w: w, res: make(chan error, 1)}
+	select {
+	case l.reqs <- r:
+	case <-l.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the committer; writes not yet stored fail with ErrClosed.
+func (l *Log) Close() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.done
+}
+
+func writeSize(w Write) int { return len(w.Kind) + len(w.Key) + len(w.Payload) + 32 }
+
+func (l *Log) run() {
+	defer close(l.done)
+	var (
+		batch  []*appendReq
+		writes []Write
+		buf    []byte
+	)
+	for {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch[:0], r)
+		case <-l.stop:
+			l.failQueued()
+			return
+		}
+		size := writeSize(batch[0].w)
+	fill:
+		for len(batch) < l.cfg.MaxBatchWrites {
+			select {
+			case r := <-l.reqs:
+				if size+writeSize(r.w) > l.cfg.MaxBatchBytes {
+					// Starts the next batch.
+					err := l.publish(append(writes[:0], toWrites(batch)...), &buf)
+					reply(batch, err)
+					batch, size = append(batch[:0], r), writeSize(r.w)
+					continue
+				}
+				batch = append(batch, r)
+				size += writeSize(r.w)
+			default:
+				break fill
+			}
+		}
+		writes = append(writes[:0], toWrites(batch)...)
+		reply(batch, l.publish(writes, &buf))
+	}
+}
+
+func toWrites(batch []*appendReq) []Write {
+	ws := make([]Write, len(batch))
+	for i, r := range batch {
+		ws[i] = r.w
+	}
+	return ws
+}
+
+func reply(batch []*appendReq, err error) {
+	for _, r := range batch {
+		r.res <- err
+	}
+}
+
+// publish stores one batch, retrying with the same message id (stored
+// once) until PublishTimeout.
+func (l *Log) publish(ws []Write, buf *[]byte) error {
+	*buf = appendBatch((*buf)[:0], ws)
+	id := l.boot + "-" + strconv.FormatUint(l.seq.Add(1), 36)
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	for {
+		_, err := l.js.Publish(ctx, l.cfg.Subject, *buf, jetstream.WithMsgID(id))
+		if err == nil {
+			l.Batches.Add(1)
+			l.Writes.Add(uint64(len(ws)))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("storing %d writes in JetStream: %w", len(ws), err)
+		case <-l.stop:
+			return ErrClosed
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// failQueued answers the writes still queued at Close.
+func (l *Log) failQueued() {
+	for {
+		select {
+		case r := <-l.reqs:
+			r.res <- ErrClosed
+		default:
+			return
+		}
+	}
+}
