@@ -1,0 +1,144 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Handler applies one write inside the committer's transaction. It returns
+// an error wrapping ErrRejected for a write that can never apply (a bad
+// payload); PostgreSQL's errors are classified by Transient.
+type Handler func(ctx context.Context, tx pgx.Tx, w Write) error
+
+var registry struct {
+	mu sync.RWMutex
+	m  map[string]Handler
+}
+
+// Register makes h the handler of writes of kind. It panics if kind is
+// taken, like database/sql.Register: handlers are wired at start-up.
+func Register(kind string, h Handler) {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if registry.m == nil {
+		registry.m = map[string]Handler{}
+	}
+	if _, dup := registry.m[kind]; dup {
+		panic("buffer: Register called twice for kind " + kind)
+	}
+	registry.m[kind] = h
+}
+
+// Registered reports whether writes of kind have a handler.
+func Registered(kind string) bool {
+	_, ok := handlerFor(kind)
+	return ok
+}
+
+func handlerFor(kind string) (Handler, bool) {
+	registry.mu.RLock()
+	defer registry.mu.RUnlock()
+	h, ok := registry.m[kind]
+	return h, ok
+}
+
+// appliedDDL is the table of applied keys: a write and its key are
+// committed in the same transaction, so a redelivered write finds its key
+// and has no second effect.
+const appliedDDL = `CREATE TABLE IF NOT EXISTS holdfast_buffer_applied (
+	key          text PRIMARY KEY,
+	kind         text NOT NULL,
+	accepted_at  timestamptz NOT NULL,
+	committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)`
+
+// Migrate creates the committer's table.
+func Migrate(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, appliedDDL); err != nil {
+		return fmt.Errorf("write buffer table: %w", err)
+	}
+	return nil
+}
+
+// Outcome is what became of one write of a batch.
+type Outcome struct {
+	Key       string
+	Applied   bool  // applied now
+	Duplicate bool  // applied before (a redelivery): no effect
+	Err       error // failed permanently (rolled back alone)
+}
+
+// applyBatch applies ws in one transaction. Each write runs under a
+// savepoint: one that fails permanently is rolled back alone and reported,
+// the others commit. A transient error (Transient) aborts the whole batch
+// and is returned: nothing is committed, the batch is retried as a whole.
+func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	keys := make([]string, len(ws))
+	for i, w := range ws {
+		keys[i] = w.Key
+	}
+	done := map[string]bool{}
+	rows, err := tx.Query(ctx, "SELECT key FROM holdfast_buffer_applied WHERE key = ANY($1)", keys)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		done[k] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]Outcome, len(ws))
+	for i, w := range ws {
+		out[i].Key = w.Key
+		if done[w.Key] {
+			out[i].Duplicate = true
+			continue
+		}
+		h, ok := handlerFor(w.Kind)
+		if !ok {
+			out[i].Err = fmt.Errorf("%w: no handler for kind %q", ErrRejected, w.Kind)
+			continue
+		}
+		if _, err := tx.Exec(ctx, "SAVEPOINT holdfast_write"); err != nil {
+			return nil, err
+		}
+		err := h(ctx, tx, w)
+		if err == nil {
+			_, err = tx.Exec(ctx, "INSERT INTO holdfast_buffer_applied (key, kind, accepted_at) VALUES ($1, $2, $3)", w.Key, w.Kind, w.AcceptedAt)
+		}
+		if err != nil {
+			if Transient(err) {
+				return nil, err
+			}
+			if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT holdfast_write"); rerr != nil {
+				return nil, rerr
+			}
+			out[i].Err = err
+			continue
+		}
+		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT holdfast_write"); err != nil {
+			return nil, err
+		}
+		done[w.Key] = true // the same key twice in a batch applies once
+		out[i].Applied = true
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,141 @@
+package buffer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/holdfast/holdfast/internal/testutil"
+)
+
+func init() {
+	// test-ingest inserts {"guid": ...} into test_ingest; a payload that is
+	// not JSON is rejected by the handler, a guid that is not a uuid by
+	// PostgreSQL (22P02): both permanent.
+	Register("test-ingest", func(ctx context.Context, tx pgx.Tx, w Write) error {
+		var p struct {
+			GUID string `json:"guid"`
+		}
+		if err := json.Unmarshal(w.Payload, &p); err != nil {
+			return fmt.Errorf("%w: payload: %v", ErrRejected, err)
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO test_ingest (guid, requested_at) VALUES ($1, $2)", p.GUID, w.AcceptedAt)
+		return err
+	})
+	// test-transient fails like a database in the middle of a failover.
+	Register("test-transient", func(ctx context.Context, tx pgx.Tx, w Write) error {
+		return &pgconn.PgError{Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}
+	})
+}
+
+func TestApplyBatch(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, conn); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE test_ingest (guid uuid PRIMARY KEY, requested_at timestamptz)"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM test_ingest").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	now := time.Now()
+	w := func(key, payload string) Write {
+		return Write{Kind: "test-ingest", Key: key, Payload: []byte(payload), AcceptedAt: now}
+	}
+	batch := []Write{
+		w("k1", `{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}`),
+		w("k2", `{"guid":"not-a-uuid"}`), // PostgreSQL refuses it: 22P02
+		w("k3", `{"guid":"1b4e28ba-2fa1-11d2-883f-0016d3cca427"}`),
+		w("k4", `not json`), // the handler rejects it
+		{Kind: "no-such-kind", Key: "k5", Payload: []byte(`{}`), AcceptedAt: now},
+		w("k1", `{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}`), // the same key again
+	}
+	out, err := applyBatch(ctx, conn, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"applied", "error", "applied", "rejected", "rejected", "duplicate"}
+	check := func(out []Outcome, want []string) {
+		t.Helper()
+		for i, o := range out {
+			got := "applied"
+			switch {
+			case o.Duplicate:
+				got = "duplicate"
+			case o.Err != nil && errors.Is(o.Err, ErrRejected):
+				got = "rejected"
+			case o.Err != nil:
+				got = "error"
+				if Transient(o.Err) {
+					t.Errorf("write %s: %v classified transient", o.Key, o.Err)
+				}
+			case !o.Applied:
+				got = "nothing"
+			}
+			if got != want[i] {
+				t.Errorf("write %s: %s (%v), want %s", o.Key, got, o.Err, want[i])
+			}
+		}
+	}
+	check(out, want)
+	if n := count(); n != 2 {
+		t.Fatalf("%d rows after the batch, want 2", n)
+	}
+
+	// Redelivered (a committer crashed before acknowledging it): no
+	// second effect.
+	out, err = applyBatch(ctx, conn, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(out, []string{"duplicate", "error", "duplicate", "rejected", "rejected", "duplicate"})
+	if n := count(); n != 2 {
+		t.Fatalf("%d rows after redelivery, want 2", n)
+	}
+
+	// A transient failure aborts the whole batch: nothing of it commits.
+	_, err = applyBatch(ctx, conn, []Write{
+		w("k6", `{"guid":"9b2d1c9e-1111-4a3b-8c7d-000000000006"}`),
+		{Kind: "test-transient", Key: "k7", Payload: []byte(`{}`), AcceptedAt: now},
+	})
+	if err == nil || !Transient(err) {
+		t.Fatalf("batch with a transient failure: %v, want a transient error", err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d rows after a transient failure, want 2 (nothing committed)", n)
+	}
+	var keys int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM holdfast_buffer_applied").Scan(&keys); err != nil || keys != 2 {
+		t.Fatalf("%d applied keys recorded (%v), want 2", keys, err)
+	}
+}
+
+func TestRegisterTwicePanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a second Register of the same kind did not panic")
+		}
+	}()
+	Register("test-ingest", nil)
+}
