@@ -14,13 +14,18 @@ type Write struct {
 	Key        string
 	Payload    []byte // JSON
 	AcceptedAt time.Time
+	// Attempts counts the permanent failures so far (the dead-letter
+	// limit applies to it), LastError is the latest one.
+	Attempts  int
+	LastError string
 }
 
 // A batch is the JetStream message that carries concurrent writes:
 //
 //	'H' 1 (format version), uvarint count, then per write:
 //	uvarint len + kind, uvarint len + key, uvarint len + payload,
-//	varint accepted-at (Unix nanoseconds)
+//	varint accepted-at (Unix nanoseconds), uvarint attempts,
+//	uvarint len + last error
 const (
 	batchMagic   = 'H'
 	batchVersion = 1
@@ -40,6 +45,8 @@ func appendBatch(b []byte, ws []Write) []byte {
 		b = binary.AppendUvarint(b, uint64(len(w.Payload)))
 		b = append(b, w.Payload...)
 		b = binary.AppendVarint(b, w.AcceptedAt.UnixNano())
+		b = binary.AppendUvarint(b, uint64(w.Attempts))
+		b = appendField(b, w.LastError)
 	}
 	return b
 }
@@ -68,10 +75,16 @@ func decodeBatch(b []byte) ([]Write, error) {
 		key := r.bytes()
 		payload := r.bytes()
 		at := r.varint()
+		attempts := r.uvarint()
+		lastErr := r.bytes()
+		if r.err == nil && attempts > 1<<20 {
+			r.err = errors.New("attempt count out of range")
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("%w: write %d: %v", ErrBadBatch, i, r.err)
 		}
-		ws = append(ws, Write{Kind: string(kind), Key: string(key), Payload: append([]byte(nil), payload...), AcceptedAt: time.Unix(0, at).UTC()})
+		ws = append(ws, Write{Kind: string(kind), Key: string(key), Payload: append([]byte(nil), payload...), AcceptedAt: time.Unix(0, at).UTC(),
+			Attempts: int(attempts), LastError: string(lastErr)})
 	}
 	if len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the last write", ErrBadBatch, len(r.b))

@@ -194,7 +194,8 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-encoding %d writes: %v (%d back)", len(ws), err, len(again))
 		}
 		for i := range ws {
-			if again[i].Kind != ws[i].Kind || again[i].Key != ws[i].Key || string(again[i].Payload) != string(ws[i].Payload) || !again[i].AcceptedAt.Equal(ws[i].AcceptedAt) {
+			if again[i].Kind != ws[i].Kind || again[i].Key != ws[i].Key || string(again[i].Payload) != string(ws[i].Payload) || !again[i].AcceptedAt.Equal(ws[i].AcceptedAt) ||
+				again[i].Attempts != ws[i].Attempts || again[i].LastError != ws[i].LastError {
 				t.Fatalf("write %d changed in a round trip: %+v -> %+v", i, ws[i], again[i])
 			}
 		}
@@ -204,13 +205,13 @@ func FuzzDecodeBatch(f *testing.F) {
 func TestBatchRoundTrip(t *testing.T) {
 	in := []Write{
 		{Kind: "ingest", Key: "a", Payload: []byte(`{"guid":"x"}`), AcceptedAt: time.Unix(100, 5).UTC()},
-		{Kind: "todo", Key: "", Payload: nil, AcceptedAt: time.Unix(0, 0).UTC()},
+		{Kind: "todo", Key: "", Payload: nil, AcceptedAt: time.Unix(0, 0).UTC(), Attempts: 3, LastError: "23505: duplicate key"},
 	}
 	out, err := decodeBatch(appendBatch(nil, in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 2 || out[0].Key != "a" || string(out[0].Payload) != `{"guid":"x"}` || !out[0].AcceptedAt.Equal(in[0].AcceptedAt) || out[1].Kind != "todo" {
+	if len(out) != 2 || out[0].Key != "a" || string(out[0].Payload) != `{"guid":"x"}` || !out[0].AcceptedAt.Equal(in[0].AcceptedAt) || out[1].Kind != "todo" || out[1].Attempts != 3 || out[1].LastError != "23505: duplicate key" {
 		t.Fatalf("round trip: %+v", out)
 	}
 	for _, bad := range [][]byte{nil, {'X', 1}, {'H', 2, 0}, {'H', 1, 1}, append(appendBatch(nil, in), 0)} {

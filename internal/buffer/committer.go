@@ -1,0 +1,211 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// CommitterConfig configures the committer.
+type CommitterConfig struct {
+	// DSN is where writes are applied: the proxy's writer endpoint (or the
+	// primary when no proxy runs).
+	DSN string
+	// Log is the stream the writes are in; DeadStream and DeadSubject
+	// receive writes that failed permanently MaxAttempts times.
+	Log                     LogConfig
+	DeadStream, DeadSubject string
+	Consumer                string
+	MaxAttempts             int
+	// RetryBase and RetryMax bound the backoff of transient failures.
+	RetryBase, RetryMax time.Duration
+	// AckWait is how long JetStream waits for an acknowledgement before it
+	// redelivers a batch (the committer extends it while retrying).
+	AckWait time.Duration
+}
+
+// DefaultCommitterConfig is what holdfast up uses (DSN aside).
+func DefaultCommitterConfig(dsn string) CommitterConfig {
+	return CommitterConfig{DSN: dsn, Log: DefaultLogConfig(), DeadStream: "HOLDFAST_DEAD", DeadSubject: "holdfast.dead",
+		Consumer: "committer", MaxAttempts: 25, RetryBase: 50 * time.Millisecond, RetryMax: 5 * time.Second, AckWait: 30 * time.Second}
+}
+
+// Committer applies the writes in the log to PostgreSQL, exactly once.
+type Committer struct {
+	cfg  CommitterConfig
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+	log  *slog.Logger
+	conn *pgx.Conn
+
+	// afterCommit, if set, runs between the database commit of a batch and
+	// its acknowledgement to JetStream; true stops there, as a crash would
+	// (tests).
+	afterCommit func() bool
+
+	// Applied, Duplicates, Retried and Dead count writes.
+	Applied, Duplicates, Retried, Dead atomic.Uint64
+}
+
+// NewCommitter creates the dead-letter stream and the durable consumer.
+func NewCommitter(ctx context.Context, nc *nats.Conn, cfg CommitterConfig, log *slog.Logger) (*Committer, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: cfg.DeadStream, Subjects: []string{cfg.DeadSubject},
+		Storage: jetstream.FileStorage, Replicas: cfg.Log.Replicas, Duplicates: 2 * time.Minute}); err != nil {
+		return nil, fmt.Errorf("dead-letter stream %s: %w", cfg.DeadStream, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Log.Stream, jetstream.ConsumerConfig{
+		Durable: cfg.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxAckPending: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("committer consumer on %s: %w", cfg.Log.Stream, err)
+	}
+	return &Committer{cfg: cfg, js: js, cons: cons, log: log.With("component", "committer")}, nil
+}
+
+// Run applies batches until ctx ends.
+func (c *Committer) Run(ctx context.Context) error {
+	defer func() {
+		if c.conn != nil {
+			_ = c.conn.Close(context.Background())
+		}
+	}()
+	for ctx.Err() == nil {
+		batch, err := c.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			c.log.Warn("fetching writes", "err", err)
+			sleepCtx(ctx, c.cfg.RetryBase)
+			continue
+		}
+		for msg := range batch.Messages() {
+			c.handle(ctx, msg)
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// handle applies one batch and acknowledges it once every write in it is
+// applied, a duplicate, or durably handed on (retried later or
+// dead-lettered).
+func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
+	ws, err := decodeBatch(msg.Data())
+	if err != nil {
+		c.log.Error("undecodable batch: dropped", "err", err)
+		_ = msg.Term()
+		return
+	}
+	var out []Outcome
+	for attempt := 1; ; attempt++ {
+		if out, err = c.apply(ctx, ws); err == nil {
+			break
+		}
+		// Transient (or the connection is gone): retry the whole batch,
+		// without counting it against any write.
+		c.Retried.Add(uint64(len(ws)))
+		c.log.Info("applying writes failed; retrying", "writes", len(ws), "attempt", attempt, "err", err)
+		_ = msg.InProgress()
+		sleepCtx(ctx, Backoff(attempt, c.cfg.RetryBase, c.cfg.RetryMax))
+		if ctx.Err() != nil {
+			return // not acknowledged: redelivered to the next committer
+		}
+	}
+	if c.afterCommit != nil && c.afterCommit() {
+		return
+	}
+	var again, dead []Write
+	for i, o := range out {
+		switch {
+		case o.Applied:
+			c.Applied.Add(1)
+		case o.Duplicate:
+			c.Duplicates.Add(1)
+		case o.Err != nil:
+			w := ws[i]
+			w.Attempts++
+			w.LastError = o.Err.Error()
+			if w.Attempts >= c.cfg.MaxAttempts {
+				dead = append(dead, w)
+			} else {
+				again = append(again, w)
+			}
+		}
+	}
+	// Hand failed writes on durably before acknowledging their batch.
+	for _, hand := range []struct {
+		subject string
+		ws      []Write
+	}{{c.cfg.Log.Subject, again}, {c.cfg.DeadSubject, dead}} {
+		if len(hand.ws) == 0 {
+			continue
+		}
+		id := fmt.Sprintf("%s-%d-%s", hand.subject, msgSeq(msg), hand.ws[0].Key)
+		if _, err := c.js.Publish(ctx, hand.subject, appendBatch(nil, hand.ws), jetstream.WithMsgID(id)); err != nil {
+			c.log.Warn("handing on failed writes; the batch will be redelivered", "err", err)
+			return
+		}
+	}
+	c.Dead.Add(uint64(len(dead)))
+	for _, w := range dead {
+		c.log.Warn("write dead-lettered", "key", w.Key, "kind", w.Kind, "attempts", w.Attempts, "err", w.LastError)
+	}
+	if err := msg.DoubleAck(ctx); err != nil {
+		c.log.Warn("acknowledging a batch; it will be redelivered (no second effect)", "err", err)
+	}
+}
+
+func msgSeq(msg jetstream.Msg) uint64 {
+	md, err := msg.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
+}
+
+// apply runs applyBatch on the committer's connection, (re)connecting as
+// needed.
+func (c *Committer) apply(ctx context.Context, ws []Write) ([]Outcome, error) {
+	if c.conn == nil || c.conn.IsClosed() {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := pgx.Connect(cctx, c.cfg.DSN)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if err := Migrate(ctx, conn); err != nil {
+			_ = conn.Close(ctx)
+			return nil, err
+		}
+		c.conn = conn
+	}
+	out, err := applyBatch(ctx, c.conn, ws)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// A failed transaction may leave the connection unusable.
+		if c.conn.IsClosed() || !Transient(err) {
+			_ = c.conn.Close(ctx)
+			c.conn = nil
+		}
+	}
+	return out, err
+}

@@ -1,0 +1,199 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/postgres"
+	"github.com/holdfast/holdfast/internal/testutil"
+)
+
+type committerFixture struct {
+	nats *natsFixture
+	pg   *testutil.Postgres
+	conn *pgx.Conn
+	log  *Log
+	cfg  CommitterConfig
+}
+
+func startCommitterFixture(t *testing.T) *committerFixture {
+	t.Helper()
+	f := &committerFixture{nats: startNATS(t), pg: testutil.StartPostgres(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, f.pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "CREATE TABLE test_ingest (guid uuid PRIMARY KEY, requested_at timestamptz)"); err != nil {
+		t.Fatal(err)
+	}
+	f.conn = conn
+	f.cfg = DefaultCommitterConfig(f.pg.DSN)
+	f.cfg.MaxAttempts = 3
+	f.cfg.AckWait = 2 * time.Second
+	f.cfg.Log.PublishTimeout = 30 * time.Second
+	if f.log, err = OpenLog(ctx, f.nats.nc, f.cfg.Log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.log.Close)
+	return f
+}
+
+// runCommitter runs a committer until the test ends or stop is called.
+func (f *committerFixture) runCommitter(t *testing.T, hook func() bool) (*Committer, func()) {
+	t.Helper()
+	c, err := NewCommitter(context.Background(), f.nats.nc, f.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.afterCommit = hook
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return c, stop
+}
+
+func (f *committerFixture) appendIngest(t *testing.T, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		w := Write{Kind: "test-ingest", Key: fmt.Sprintf("%s-%d", prefix, i),
+			Payload: fmt.Appendf(nil, `{"guid":"%s"}`, guid(prefix, i)), AcceptedAt: time.Now()}
+		if err := f.log.Append(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func guid(prefix string, i int) string {
+	h := uint32(0)
+	for _, c := range prefix {
+		h = h*31 + uint32(c)
+	}
+	return fmt.Sprintf("%08x-0000-4000-8000-%012x", h, i)
+}
+
+func (f *committerFixture) waitRows(t *testing.T, want int) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, fmt.Sprintf("%d rows", want), func() error {
+		var n int
+		if err := f.conn.QueryRow(context.Background(), "SELECT count(*) FROM test_ingest").Scan(&n); err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("%d rows", n)
+		}
+		return nil
+	})
+}
+
+// TestCommitterAppliesOncePoisonDeadLetters: every write applies once; a
+// poison write goes to the dead-letter stream after MaxAttempts with its
+// error, without holding up the others.
+func TestCommitterAppliesOncePoisonDeadLetters(t *testing.T) {
+	f := startCommitterFixture(t)
+	c, _ := f.runCommitter(t, nil)
+	f.appendIngest(t, "a", 300)
+	if err := f.log.Append(context.Background(), Write{Kind: "test-ingest", Key: "poison", Payload: []byte(`{"guid":"not-a-uuid"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	f.appendIngest(t, "b", 200)
+	f.waitRows(t, 500)
+	testutil.Eventually(t, 30*time.Second, "the poison write dead-lettered", func() error {
+		if c.Dead.Load() != 1 {
+			return fmt.Errorf("dead = %d", c.Dead.Load())
+		}
+		return nil
+	})
+	ctx := context.Background()
+	keys, _ := storedKeys(t, f.nats.nc, f.cfg.DeadStream)
+	if len(keys) != 1 || keys["poison"] != 1 {
+		t.Fatalf("dead-letter stream holds %v, want the poison write once", keys)
+	}
+	s, _ := f.log.js.Stream(ctx, f.cfg.DeadStream)
+	m, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, _ := decodeBatch(m.Data)
+	if ws[0].Attempts != 3 || ws[0].LastError == "" {
+		t.Fatalf("dead write: attempts %d, last error %q", ws[0].Attempts, ws[0].LastError)
+	}
+	if c.Applied.Load() != 500 {
+		t.Fatalf("applied %d, want 500", c.Applied.Load())
+	}
+}
+
+// TestCommitterCrashBeforeAck: a committer that stops between the database
+// commit and the JetStream acknowledgement gets its batch redelivered to
+// the next one, which applies nothing twice.
+func TestCommitterCrashBeforeAck(t *testing.T) {
+	f := startCommitterFixture(t)
+	var crashed atomic.Bool
+	_, stop := f.runCommitter(t, func() bool { return !crashed.Swap(true) })
+	f.appendIngest(t, "c", 100)
+	testutil.Eventually(t, 30*time.Second, "the crash", func() error {
+		if !crashed.Load() {
+			return fmt.Errorf("no batch committed yet")
+		}
+		return nil
+	})
+	stop()
+	c2, _ := f.runCommitter(t, nil)
+	f.waitRows(t, 100)
+	testutil.Eventually(t, 30*time.Second, "the redelivered batch", func() error {
+		if c2.Duplicates.Load() == 0 {
+			return fmt.Errorf("no duplicate seen yet")
+		}
+		return nil
+	})
+	f.waitRows(t, 100)
+}
+
+// TestCommitterWaitsOutPostgresDown: with PostgreSQL down for a while,
+// writes keep being accepted; once it is back every one is applied once,
+// and none is dead-lettered (transient failures do not count).
+func TestCommitterWaitsOutPostgresDown(t *testing.T) {
+	f := startCommitterFixture(t)
+	c, _ := f.runCommitter(t, nil)
+	f.appendIngest(t, "d", 50)
+	f.waitRows(t, 50)
+	f.conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := f.pg.Inst.Stop(ctx, postgres.StopImmediate); err != nil {
+		t.Fatal(err)
+	}
+	f.appendIngest(t, "e", 200) // accepted while the database is down
+	testutil.Eventually(t, 30*time.Second, "retries while down", func() error {
+		if c.Retried.Load() == 0 {
+			return fmt.Errorf("no retry yet")
+		}
+		return nil
+	})
+	if err := f.pg.Inst.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, f.pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.conn = conn
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	f.waitRows(t, 250)
+	if d := c.Dead.Load(); d != 0 {
+		t.Fatalf("%d writes dead-lettered for a transient outage", d)
+	}
+}
