@@ -8,10 +8,36 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Handler applies one write inside the committer's transaction. It returns
-// an error wrapping ErrRejected for a write that can never apply (a bad
-// payload); PostgreSQL's errors are classified by Transient.
-type Handler func(ctx context.Context, tx pgx.Tx, w Write) error
+// Handler is the code of one kind of write.
+type Handler interface {
+	// Validate checks a payload when the write is offered: an error is the
+	// client's (HTTP 400) and nothing is enqueued.
+	Validate(payload []byte) error
+	// Apply applies the write inside the committer's transaction. An error
+	// wrapping ErrRejected means it can never apply (permanent);
+	// PostgreSQL's errors are classified by Transient.
+	Apply(ctx context.Context, tx pgx.Tx, w Write) error
+}
+
+// HandlerFuncs makes a Handler of two functions; a nil Validate accepts
+// any payload.
+type HandlerFuncs struct {
+	ValidateFunc func(payload []byte) error
+	ApplyFunc    func(ctx context.Context, tx pgx.Tx, w Write) error
+}
+
+// Validate implements Handler.
+func (h HandlerFuncs) Validate(payload []byte) error {
+	if h.ValidateFunc == nil {
+		return nil
+	}
+	return h.ValidateFunc(payload)
+}
+
+// Apply implements Handler.
+func (h HandlerFuncs) Apply(ctx context.Context, tx pgx.Tx, w Write) error {
+	return h.ApplyFunc(ctx, tx, w)
+}
 
 var registry struct {
 	mu sync.RWMutex
@@ -32,11 +58,8 @@ func Register(kind string, h Handler) {
 	registry.m[kind] = h
 }
 
-// Registered reports whether writes of kind have a handler.
-func Registered(kind string) bool {
-	_, ok := handlerFor(kind)
-	return ok
-}
+// Lookup returns the handler of kind.
+func Lookup(kind string) (Handler, bool) { return handlerFor(kind) }
 
 func handlerFor(kind string) (Handler, bool) {
 	registry.mu.RLock()
@@ -117,7 +140,7 @@ func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, err
 		if _, err := tx.Exec(ctx, "SAVEPOINT holdfast_write"); err != nil {
 			return nil, err
 		}
-		err := h(ctx, tx, w)
+		err := h.Apply(ctx, tx, w)
 		if err == nil {
 			_, err = tx.Exec(ctx, "INSERT INTO holdfast_buffer_applied (key, kind, accepted_at) VALUES ($1, $2, $3)", w.Key, w.Kind, w.AcceptedAt)
 		}

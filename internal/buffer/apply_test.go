@@ -18,7 +18,7 @@ func init() {
 	// test-ingest inserts {"guid": ...} into test_ingest; a payload that is
 	// not JSON is rejected by the handler, a guid that is not a uuid by
 	// PostgreSQL (22P02): both permanent.
-	Register("test-ingest", func(ctx context.Context, tx pgx.Tx, w Write) error {
+	Register("test-ingest", HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
 		var p struct {
 			GUID string `json:"guid"`
 		}
@@ -27,11 +27,11 @@ func init() {
 		}
 		_, err := tx.Exec(ctx, "INSERT INTO test_ingest (guid, requested_at) VALUES ($1, $2)", p.GUID, w.AcceptedAt)
 		return err
-	})
+	}})
 	// test-transient fails like a database in the middle of a failover.
-	Register("test-transient", func(ctx context.Context, tx pgx.Tx, w Write) error {
+	Register("test-transient", HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
 		return &pgconn.PgError{Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}
-	})
+	}})
 }
 
 func TestApplyBatch(t *testing.T) {
@@ -137,5 +137,5 @@ func TestRegisterTwicePanics(t *testing.T) {
 			t.Fatal("a second Register of the same kind did not panic")
 		}
 	}()
-	Register("test-ingest", nil)
+	Register("test-ingest", HandlerFuncs{})
 }

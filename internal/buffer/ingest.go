@@ -1,0 +1,59 @@
+package buffer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// KindIngest is the lab's write: one row per request id in table ingest.
+const KindIngest = "ingest"
+
+// IngestDDL creates the ingest table (in the application database).
+const IngestDDL = `CREATE TABLE IF NOT EXISTS ingest (
+	guid         uuid PRIMARY KEY,
+	requested_at timestamptz NOT NULL,
+	committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)`
+
+// IngestPayload is the payload of an ingest write.
+type IngestPayload struct {
+	GUID        string     `json:"guid"`
+	RequestedAt *time.Time `json:"requested_at,omitempty"` // default: when the buffer accepted it
+}
+
+func parseIngest(payload []byte) (IngestPayload, error) {
+	var p IngestPayload
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return p, fmt.Errorf("%w: payload: %v", ErrRejected, err)
+	}
+	if _, err := uuid.Parse(p.GUID); err != nil {
+		return p, fmt.Errorf("%w: payload.guid %q is not a UUID", ErrRejected, p.GUID)
+	}
+	return p, nil
+}
+
+func init() {
+	Register(KindIngest, HandlerFuncs{
+		ValidateFunc: func(payload []byte) error {
+			_, err := parseIngest(payload)
+			return err
+		},
+		ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
+			p, err := parseIngest(w.Payload)
+			if err != nil {
+				return err
+			}
+			at := w.AcceptedAt
+			if p.RequestedAt != nil {
+				at = *p.RequestedAt
+			}
+			_, err = tx.Exec(ctx, "INSERT INTO ingest (guid, requested_at) VALUES ($1, $2)", p.GUID, at)
+			return err
+		},
+	})
+}
