@@ -169,6 +169,9 @@ func reply(batch []*appendReq, err error) {
 	}
 }
 
+// attemptTimeout bounds one publish attempt of a batch.
+const attemptTimeout = 2 * time.Second
+
 // publish stores one batch, retrying with the same message id (stored
 // once) until PublishTimeout.
 func (l *Log) publish(ws []Write, buf *[]byte) error {
@@ -178,7 +181,12 @@ func (l *Log) publish(ws []Write, buf *[]byte) error {
 	defer cancel()
 	backoff := 5 * time.Millisecond
 	for {
-		_, err := l.js.Publish(ctx, l.cfg.Subject, *buf, jetstream.WithMsgID(id))
+		// Each attempt gets its own deadline: a publish sent while the
+		// server was restarting (buffered by the client, or dropped while
+		// JetStream recovers) may never be answered.
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		_, err := l.js.Publish(actx, l.cfg.Subject, *buf, jetstream.WithMsgID(id))
+		acancel()
 		if err == nil {
 			l.Batches.Add(1)
 			l.Writes.Add(uint64(len(ws)))
