@@ -1,0 +1,96 @@
+package buffer
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestIngestHTTP(t *testing.T) {
+	f := startNATS(t)
+	cfg := DefaultLogConfig()
+	l, err := OpenLog(context.Background(), f.nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	icfg := DefaultIngestConfig()
+	icfg.MaxKeyBytes, icfg.MaxPayloadBytes = 40, 256 // a guid (36) fits
+	mux := http.NewServeMux()
+	NewIngest(l, icfg).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	post := func(ct, body string) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/v1/writes", ct, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	const good = `{"kind":"ingest","key":"k1","payload":{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}}`
+	resp, body := post("application/json", good)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("good write: %d %s", resp.StatusCode, body)
+	}
+	var acc Accepted
+	if err := json.Unmarshal([]byte(body), &acc); err != nil || acc.Key != "k1" || acc.Status != "accepted" {
+		t.Fatalf("202 body %s (%v)", body, err)
+	}
+
+	for _, tt := range []struct {
+		name, ct, body string
+		status         int
+		field          string
+	}{
+		{"not JSON", "application/json", `{"kind":`, 400, ""},
+		{"unknown field", "application/json", `{"kind":"ingest","key":"k","payload":{},"extra":1}`, 400, "extra"},
+		{"two objects", "application/json", good + good, 400, ""},
+		{"no kind", "application/json", `{"key":"k","payload":{}}`, 400, "kind"},
+		{"unknown kind", "application/json", `{"kind":"nope","key":"k","payload":{}}`, 400, "kind"},
+		{"no key", "application/json", `{"kind":"ingest","payload":{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}}`, 400, "key"},
+		{"long key", "application/json", `{"kind":"ingest","key":"` + strings.Repeat("k", 41) + `","payload":{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}}`, 400, "key"},
+		{"no payload", "application/json", `{"kind":"ingest","key":"k"}`, 400, "payload"},
+		{"null payload", "application/json", `{"kind":"ingest","key":"k","payload":null}`, 400, "payload"},
+		{"payload the handler rejects", "application/json", `{"kind":"ingest","key":"k","payload":{"guid":"x"}}`, 400, "payload"},
+		{"big payload", "application/json", `{"kind":"ingest","key":"k","payload":{"guid":"` + strings.Repeat("a", 300) + `"}}`, 413, "payload"},
+		{"huge body", "application/json", `{"kind":"ingest","key":"k","payload":"` + strings.Repeat("a", 10000) + `"}`, 413, ""},
+		{"wrong content type", "text/plain", good, 415, ""},
+	} {
+		resp, body := post(tt.ct, tt.body)
+		if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s %s, want %d problem+json", tt.name, resp.StatusCode, resp.Header.Get("Content-Type"), body, tt.status)
+			continue
+		}
+		var p Problem
+		if err := json.Unmarshal([]byte(body), &p); err != nil || p.Status != tt.status || p.Title == "" || p.Field != tt.field {
+			t.Errorf("%s: problem %s (%v), want field %q", tt.name, body, err, tt.field)
+		}
+	}
+
+	// The shortcut of the reference demo.
+	r2, err := http.Get(srv.URL + "/ingest?guid=1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusAccepted {
+		t.Fatalf("GET /ingest: %d", r2.StatusCode)
+	}
+	if r3, err := http.Get(srv.URL + "/ingest?guid=nope"); err != nil || r3.StatusCode != http.StatusBadRequest {
+		t.Fatalf("GET /ingest with a bad guid: %v %v", r3.StatusCode, err)
+	}
+
+	// Only the two good writes were enqueued.
+	keys, _ := storedKeys(t, f.nc, cfg.Stream)
+	if len(keys) != 2 || keys["k1"] != 1 || keys["1b4e28ba-2fa1-11d2-883f-0016d3cca427"] != 1 {
+		t.Fatalf("stored keys %v, want k1 and the guid", keys)
+	}
+}
