@@ -3,7 +3,12 @@ package buffer
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -264,6 +269,45 @@ func BenchmarkDurableWrites(b *testing.B) {
 		run(b, func(i uint64) error {
 			return l.Append(ctx, Write{Kind: "ingest", Key: strconv.FormatUint(i, 10), Payload: payload, AcceptedAt: time.Now()})
 		})
+	})
+	b.Run("http-ingest", func(b *testing.B) {
+		cfg := DefaultLogConfig()
+		cfg.Stream, cfg.Subject = "BENCH_HTTP", "bench.http"
+		l, err := OpenLog(ctx, nc, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		mux := http.NewServeMux()
+		NewIngest(l, DefaultIngestConfig()).Register(mux)
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+		var mu sync.Mutex
+		var lat []time.Duration
+		run(b, func(i uint64) error {
+			body := fmt.Sprintf(`{"kind":"ingest","key":"h%d","payload":{"guid":"%s"}}`, i, guid("bench", int(i)))
+			start := time.Now()
+			resp, err := client.Post(srv.URL+"/v1/writes", "application/json", strings.NewReader(body))
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			d := time.Since(start)
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+			return nil
+		})
+		slices.Sort(lat)
+		if len(lat) > 0 {
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		}
 	})
 	b.Run("publish-per-write", func(b *testing.B) {
 		js, err := jetstream.New(nc)
