@@ -2,6 +2,8 @@ package buffer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,8 +20,9 @@ type CommitterConfig struct {
 	// DSN is where writes are applied: the proxy's writer endpoint (or the
 	// primary when no proxy runs).
 	DSN string
-	// Log is the stream the writes are in; DeadStream and DeadSubject
-	// receive writes that failed permanently MaxAttempts times.
+	// Log is the stream the writes are in; DeadStream receives writes that
+	// failed permanently MaxAttempts times, one message per write on
+	// DeadSubject.<hash of its key> (so a key's fate can be looked up).
 	Log                     LogConfig
 	DeadStream, DeadSubject string
 	Consumer                string
@@ -60,7 +63,7 @@ func NewCommitter(ctx context.Context, nc *nats.Conn, cfg CommitterConfig, log *
 	if err != nil {
 		return nil, err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: cfg.DeadStream, Subjects: []string{cfg.DeadSubject},
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: cfg.DeadStream, Subjects: []string{cfg.DeadSubject + ".>"},
 		Storage: jetstream.FileStorage, Replicas: cfg.Log.Replicas, Duplicates: 2 * time.Minute}); err != nil {
 		return nil, fmt.Errorf("dead-letter stream %s: %w", cfg.DeadStream, err)
 	}
@@ -153,16 +156,18 @@ func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	// Hand failed writes on durably before acknowledging their batch.
-	for _, hand := range []struct {
-		subject string
-		ws      []Write
-	}{{c.cfg.Log.Subject, again}, {c.cfg.DeadSubject, dead}} {
-		if len(hand.ws) == 0 {
-			continue
+	seq := msgSeq(msg)
+	if len(again) > 0 {
+		id := fmt.Sprintf("retry-%d", seq)
+		if _, err := c.js.Publish(ctx, c.cfg.Log.Subject, appendBatch(nil, again), jetstream.WithMsgID(id)); err != nil {
+			c.log.Warn("re-enqueueing failed writes; the batch will be redelivered", "err", err)
+			return
 		}
-		id := fmt.Sprintf("%s-%d-%s", hand.subject, msgSeq(msg), hand.ws[0].Key)
-		if _, err := c.js.Publish(ctx, hand.subject, appendBatch(nil, hand.ws), jetstream.WithMsgID(id)); err != nil {
-			c.log.Warn("handing on failed writes; the batch will be redelivered", "err", err)
+	}
+	for _, w := range dead {
+		id := fmt.Sprintf("dead-%d-%s", seq, keyHash(w.Key))
+		if _, err := c.js.Publish(ctx, deadSubject(c.cfg.DeadSubject, w.Key), appendBatch(nil, []Write{w}), jetstream.WithMsgID(id)); err != nil {
+			c.log.Warn("dead-lettering a write; the batch will be redelivered", "err", err)
 			return
 		}
 	}
@@ -208,4 +213,32 @@ func (c *Committer) apply(ctx context.Context, ws []Write) ([]Outcome, error) {
 		}
 	}
 	return out, err
+}
+
+// keyHash names a key in a subject (keys may hold any character).
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:16])
+}
+
+func deadSubject(prefix, key string) string { return prefix + "." + keyHash(key) }
+
+// FindDead returns the dead-lettered write of key, if any.
+func FindDead(ctx context.Context, js jetstream.JetStream, cfg CommitterConfig, key string) (Write, bool, error) {
+	s, err := js.Stream(ctx, cfg.DeadStream)
+	if err != nil {
+		return Write{}, false, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, deadSubject(cfg.DeadSubject, key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Write{}, false, nil
+	}
+	if err != nil {
+		return Write{}, false, err
+	}
+	ws, err := decodeBatch(m.Data)
+	if err != nil || len(ws) != 1 {
+		return Write{}, false, fmt.Errorf("dead-letter message %d: %v", m.Sequence, err)
+	}
+	return ws[0], true, nil
 }
