@@ -24,15 +24,7 @@ func (s *Store) PutMember(ctx context.Context, m cluster.Member, lease LeaseID) 
 	if err != nil {
 		return err
 	}
-	ctx, cancel, err := s.call(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if _, err := s.cli.Put(ctx, s.memberKey(m.Name), val, clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
-		return wrapErr(ctx, "put member "+m.Name, err)
-	}
-	return nil
+	return s.putLeased(ctx, s.memberKey(m.Name), val, lease, "put member "+m.Name)
 }
 
 // DeleteMember removes a member's report (deleting an absent one is not an error).
@@ -40,13 +32,32 @@ func (s *Store) DeleteMember(ctx context.Context, name string) error {
 	if err := validName(name); err != nil {
 		return fmt.Errorf("store: delete member: %w", err)
 	}
+	return s.deleteKey(ctx, s.memberKey(name), "delete member "+name)
+}
+
+// putLeased writes val at key, attached to lease: it disappears with its
+// owner.
+func (s *Store) putLeased(ctx context.Context, key, val string, lease LeaseID, op string) error {
 	ctx, cancel, err := s.call(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	if _, err := s.cli.Delete(ctx, s.memberKey(name)); err != nil {
-		return wrapErr(ctx, "delete member "+name, err)
+	if _, err := s.cli.Put(ctx, key, val, clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
+		return wrapErr(ctx, op, err)
+	}
+	return nil
+}
+
+// deleteKey removes key (an absent one is not an error).
+func (s *Store) deleteKey(ctx context.Context, key, op string) error {
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := s.cli.Delete(ctx, key); err != nil {
+		return wrapErr(ctx, op, err)
 	}
 	return nil
 }

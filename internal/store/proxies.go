@@ -50,28 +50,12 @@ func (s *Store) PutProxy(ctx context.Context, r ProxyReport, lease LeaseID) erro
 	if err != nil {
 		return err
 	}
-	ctx, cancel, err := s.call(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if _, err := s.cli.Put(ctx, s.proxyKey(r.ID), val, clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
-		return wrapErr(ctx, "put proxy "+r.ID, err)
-	}
-	return nil
+	return s.putLeased(ctx, s.proxyKey(r.ID), val, lease, "put proxy "+r.ID)
 }
 
 // DeleteProxy removes a proxy's report.
 func (s *Store) DeleteProxy(ctx context.Context, id string) error {
-	ctx, cancel, err := s.call(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if _, err := s.cli.Delete(ctx, s.proxyKey(id)); err != nil {
-		return wrapErr(ctx, "delete proxy "+id, err)
-	}
-	return nil
+	return s.deleteKey(ctx, s.proxyKey(id), "delete proxy "+id)
 }
 
 // Proxies returns the live proxies' reports. Undecodable ones are skipped.
