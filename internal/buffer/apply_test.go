@@ -34,23 +34,36 @@ func init() {
 	}})
 }
 
-func TestApplyBatch(t *testing.T) {
+// testIngestDDL is the table of the test-ingest kind.
+const testIngestDDL = "CREATE TABLE test_ingest (guid uuid PRIMARY KEY, requested_at timestamptz)"
+
+// startDatabase starts PostgreSQL, connects, creates the committer's table
+// and runs ddl. ctx ends with the test.
+func startDatabase(t *testing.T, ddl ...string) (*testutil.Postgres, *pgx.Conn, context.Context) {
+	t.Helper()
 	pg := testutil.StartPostgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
 	conn, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	t.Cleanup(func() { conn.Close(context.Background()) })
 	if err := Migrate(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
+	for _, q := range ddl {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pg, conn, ctx
+}
+
+func TestApplyBatch(t *testing.T) {
+	_, conn, ctx := startDatabase(t, testIngestDDL)
 	if err := Migrate(ctx, conn); err != nil {
 		t.Fatalf("second Migrate: %v", err)
-	}
-	if _, err := conn.Exec(ctx, "CREATE TABLE test_ingest (guid uuid PRIMARY KEY, requested_at timestamptz)"); err != nil {
-		t.Fatal(err)
 	}
 	count := func() int {
 		var n int

@@ -27,18 +27,10 @@ type committerFixture struct {
 
 func startCommitterFixture(t *testing.T) *committerFixture {
 	t.Helper()
-	f := &committerFixture{nats: startNATS(t), pg: testutil.StartPostgres(t)}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, f.pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	if _, err := conn.Exec(ctx, "CREATE TABLE test_ingest (guid uuid PRIMARY KEY, requested_at timestamptz)"); err != nil {
-		t.Fatal(err)
-	}
-	f.conn = conn
+	f := &committerFixture{nats: startNATS(t)}
+	var ctx context.Context
+	f.pg, f.conn, ctx = startDatabase(t, testIngestDDL)
+	var err error
 	f.cfg = DefaultCommitterConfig(f.pg.DSN)
 	f.cfg.MaxAttempts = 3
 	f.cfg.AckWait = 2 * time.Second

@@ -1,14 +1,9 @@
 package buffer
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/holdfast/holdfast/internal/testutil"
 )
 
 func TestIngestValidate(t *testing.T) {
@@ -38,20 +33,7 @@ func TestIngestValidate(t *testing.T) {
 }
 
 func TestIngestApply(t *testing.T) {
-	pg := testutil.StartPostgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, IngestDDL); err != nil {
-		t.Fatal(err)
-	}
-	if err := Migrate(ctx, conn); err != nil {
-		t.Fatal(err)
-	}
+	_, conn, ctx := startDatabase(t, IngestDDL)
 	accepted := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	requested := accepted.Add(-time.Second)
 	out, err := applyBatch(ctx, conn, []Write{

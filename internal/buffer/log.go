@@ -124,10 +124,22 @@ func (l *Log) run() {
 		writes []Write
 		buf    []byte
 	)
+	// commit stores the batch and answers its writers.
+	commit := func() {
+		writes = writes[:0]
+		for _, r := range batch {
+			writes = append(writes, r.w)
+		}
+		err := l.publish(writes, &buf)
+		for _, r := range batch {
+			r.res <- err
+		}
+		batch = batch[:0]
+	}
 	for {
 		select {
 		case r := <-l.reqs:
-			batch = append(batch[:0], r)
+			batch = append(batch, r)
 		case <-l.stop:
 			l.failQueued()
 			return
@@ -138,11 +150,8 @@ func (l *Log) run() {
 			select {
 			case r := <-l.reqs:
 				if size+writeSize(r.w) > l.cfg.MaxBatchBytes {
-					// Starts the next batch.
-					err := l.publish(append(writes[:0], toWrites(batch)...), &buf)
-					reply(batch, err)
-					batch, size = append(batch[:0], r), writeSize(r.w)
-					continue
+					commit() // r starts the next batch
+					size = 0
 				}
 				batch = append(batch, r)
 				size += writeSize(r.w)
@@ -150,22 +159,7 @@ func (l *Log) run() {
 				break fill
 			}
 		}
-		writes = append(writes[:0], toWrites(batch)...)
-		reply(batch, l.publish(writes, &buf))
-	}
-}
-
-func toWrites(batch []*appendReq) []Write {
-	ws := make([]Write, len(batch))
-	for i, r := range batch {
-		ws[i] = r.w
-	}
-	return ws
-}
-
-func reply(batch []*appendReq, err error) {
-	for _, r := range batch {
-		r.res <- err
+		commit()
 	}
 }
 
