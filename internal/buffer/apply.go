@@ -2,8 +2,11 @@ package buffer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -13,18 +16,31 @@ type Handler interface {
 	// Validate checks a payload when the write is offered: an error is the
 	// client's (HTTP 400) and nothing is enqueued.
 	Validate(payload []byte) error
-	// Apply applies the write inside the committer's transaction. An error
+	// Apply applies the write inside the committer's transaction, and
+	// must act only through tx: a transaction may be rolled back and the
+	// write applied again (only one attempt ever commits). An error
 	// wrapping ErrRejected means it can never apply (permanent);
 	// PostgreSQL's errors are classified by Transient.
 	Apply(ctx context.Context, tx pgx.Tx, w Write) error
 }
 
+// Schema is implemented by handlers that need tables: the committer runs
+// the statements (idempotent DDL, such as CREATE TABLE IF NOT EXISTS) when
+// it connects, before it applies anything.
+type Schema interface {
+	DDL() []string
+}
+
 // HandlerFuncs makes a Handler of two functions; a nil Validate accepts
-// any payload.
+// any payload. Statements in Schema are run as its DDL.
 type HandlerFuncs struct {
 	ValidateFunc func(payload []byte) error
 	ApplyFunc    func(ctx context.Context, tx pgx.Tx, w Write) error
+	Schema       []string
 }
+
+// DDL implements Schema.
+func (h HandlerFuncs) DDL() []string { return h.Schema }
 
 // Validate implements Handler.
 func (h HandlerFuncs) Validate(payload []byte) error {
@@ -75,13 +91,34 @@ const appliedDDL = `CREATE TABLE IF NOT EXISTS holdfast_buffer_applied (
 	key          text PRIMARY KEY,
 	kind         text NOT NULL,
 	accepted_at  timestamptz NOT NULL,
-	committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+	committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	attempts     integer NOT NULL DEFAULT 1
 )`
 
-// Migrate creates the committer's table.
+// Migrate creates the committer's table and those of the registered
+// handlers.
 func Migrate(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, appliedDDL); err != nil {
 		return fmt.Errorf("write buffer table: %w", err)
+	}
+	registry.mu.RLock()
+	kinds := make([]string, 0, len(registry.m))
+	for k := range registry.m {
+		kinds = append(kinds, k)
+	}
+	registry.mu.RUnlock()
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		h, _ := handlerFor(k)
+		s, ok := h.(Schema)
+		if !ok {
+			continue
+		}
+		for _, ddl := range s.DDL() {
+			if _, err := conn.Exec(ctx, ddl); err != nil {
+				return fmt.Errorf("tables of write kind %q: %w", k, err)
+			}
+		}
 	}
 	return nil
 }
@@ -94,16 +131,41 @@ type Outcome struct {
 	Err       error // failed permanently (rolled back alone)
 }
 
-// applyBatch applies ws in one transaction. Each write runs under a
-// savepoint: one that fails permanently is rolled back alone and reported,
-// the others commit. A transient error (Transient) aborts the whole batch
-// and is returned: nothing is committed, the batch is retried as a whole.
+// applyBatch applies ws in one transaction. It first tries the fast way:
+// every write, then all their keys in one statement, with no savepoint.
+// If a write fails permanently, that transaction is rolled back and the
+// batch is applied again with each write under a savepoint: the failing
+// ones are rolled back alone and reported, the others commit. A transient
+// error (Transient) aborts the whole batch and is returned: nothing is
+// committed, the batch is retried as a whole.
 func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, error) {
+	out, err := applyBatchFast(ctx, conn, ws)
+	if !errors.Is(err, errSlowPath) {
+		return out, err
+	}
+	return applyBatchSavepoints(ctx, conn, ws)
+}
+
+// errSlowPath says a write failed permanently in the fast path.
+var errSlowPath = errors.New("a write failed permanently: apply under savepoints")
+
+// beginBatch starts the transaction of a batch and returns which of its
+// keys are recorded as applied.
+func beginBatch(ctx context.Context, conn *pgx.Conn, ws []Write) (pgx.Tx, map[string]bool, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	done, err := appliedKeys(ctx, tx, ws)
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, nil, err
+	}
+	return tx, done, nil
+}
+
+// appliedKeys returns which of ws's keys are recorded as applied.
+func appliedKeys(ctx context.Context, tx pgx.Tx, ws []Write) (map[string]bool, error) {
 	keys := make([]string, len(ws))
 	for i, w := range ws {
 		keys[i] = w.Key
@@ -122,9 +184,63 @@ func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, err
 		done[k] = true
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	return done, rows.Err()
+}
+
+func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, error) {
+	tx, done, err := beginBatch(ctx, conn, ws)
+	if err != nil {
 		return nil, err
 	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	out := make([]Outcome, len(ws))
+	var (
+		keys, kinds []string
+		accepted    []time.Time
+		attempts    []int32
+	)
+	for i, w := range ws {
+		out[i].Key = w.Key
+		if done[w.Key] {
+			out[i].Duplicate = true
+			continue
+		}
+		h, ok := handlerFor(w.Kind)
+		if !ok {
+			return nil, errSlowPath
+		}
+		if err := h.Apply(ctx, tx, w); err != nil {
+			if Transient(err) {
+				return nil, err
+			}
+			return nil, errSlowPath
+		}
+		done[w.Key] = true // the same key twice in a batch applies once
+		out[i].Applied = true
+		keys, kinds = append(keys, w.Key), append(kinds, w.Kind)
+		accepted, attempts = append(accepted, w.AcceptedAt), append(attempts, int32(w.Attempts+1))
+	}
+	if len(keys) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO holdfast_buffer_applied (key, kind, accepted_at, attempts)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[])`, keys, kinds, accepted, attempts); err != nil {
+			if Transient(err) {
+				return nil, err
+			}
+			return nil, errSlowPath
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, error) {
+	tx, done, err := beginBatch(ctx, conn, ws)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	out := make([]Outcome, len(ws))
 	for i, w := range ws {
 		out[i].Key = w.Key
@@ -142,7 +258,7 @@ func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, err
 		}
 		err := h.Apply(ctx, tx, w)
 		if err == nil {
-			_, err = tx.Exec(ctx, "INSERT INTO holdfast_buffer_applied (key, kind, accepted_at) VALUES ($1, $2, $3)", w.Key, w.Kind, w.AcceptedAt)
+			_, err = tx.Exec(ctx, "INSERT INTO holdfast_buffer_applied (key, kind, accepted_at, attempts) VALUES ($1, $2, $3, $4)", w.Key, w.Kind, w.AcceptedAt, w.Attempts+1)
 		}
 		if err != nil {
 			if Transient(err) {

@@ -152,3 +152,18 @@ func TestRegisterTwicePanics(t *testing.T) {
 	}()
 	Register("test-ingest", HandlerFuncs{})
 }
+
+// restartPostgres starts a stopped pg again and connects to it; the
+// connection is closed when the test ends.
+func restartPostgres(t *testing.T, ctx context.Context, pg *testutil.Postgres) *pgx.Conn {
+	t.Helper()
+	if err := pg.Inst.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

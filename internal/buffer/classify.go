@@ -87,3 +87,10 @@ func Backoff(attempt int, base, ceiling time.Duration) time.Duration {
 	d = min(d, ceiling)
 	return d/2 + rand.N(d/2+1)
 }
+
+// isUndefinedTable reports PostgreSQL's 42P01 (the committer has not
+// created its table yet: nothing was committed).
+func isUndefinedTable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42P01"
+}

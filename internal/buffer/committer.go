@@ -40,6 +40,19 @@ func DefaultCommitterConfig(dsn string) CommitterConfig {
 		Consumer: "committer", MaxAttempts: 25, RetryBase: 50 * time.Millisecond, RetryMax: 5 * time.Second, AckWait: 30 * time.Second}
 }
 
+// maxDelayedBatches bounds the batches of permanently failed writes waiting
+// for their next attempt.
+const maxDelayedBatches = 10000
+
+// settledBatch is what became of one batch's writes.
+type settledBatch struct {
+	applied    []Write // applied now, or found applied before (a redelivery)
+	again      []Write // failed permanently, re-enqueued for a later attempt
+	dead       []Write // failed permanently MaxAttempts times: dead-lettered
+	duplicates int
+	commitTime time.Time
+}
+
 // Committer applies the writes in the log to PostgreSQL, exactly once.
 type Committer struct {
 	cfg  CommitterConfig
@@ -52,6 +65,10 @@ type Committer struct {
 	// its acknowledgement to JetStream; true stops there, as a crash would
 	// (tests).
 	afterCommit func() bool
+	// settled, if set, hears what became of a batch once it is
+	// acknowledged: the writes applied (or found applied before), those
+	// re-enqueued after a permanent failure and those dead-lettered.
+	settled func(b settledBatch)
 
 	// Applied, Duplicates, Retried and Dead count writes.
 	Applied, Duplicates, Retried, Dead atomic.Uint64
@@ -63,12 +80,14 @@ func NewCommitter(ctx context.Context, nc *nats.Conn, cfg CommitterConfig, log *
 	if err != nil {
 		return nil, err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: cfg.DeadStream, Subjects: []string{cfg.DeadSubject + ".>"},
-		Storage: jetstream.FileStorage, Replicas: cfg.Log.Replicas, Duplicates: 2 * time.Minute}); err != nil {
-		return nil, fmt.Errorf("dead-letter stream %s: %w", cfg.DeadStream, err)
+	if err := ensureDeadStream(ctx, js, cfg); err != nil {
+		return nil, err
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Log.Stream, jetstream.ConsumerConfig{
-		Durable: cfg.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxAckPending: 1,
+		Durable: cfg.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait,
+		// Batches are fetched one at a time; the allowance is for retried
+		// batches waiting out their delay (negatively acknowledged).
+		MaxAckPending: maxDelayedBatches,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("committer consumer on %s: %w", cfg.Log.Stream, err)
@@ -119,6 +138,14 @@ func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	// Writes that failed permanently wait before their next attempt, as
+	// the dead-letter limit is meant to span time, not a burst of retries.
+	if md, err := msg.Metadata(); err == nil {
+		if wait := time.Until(md.Timestamp.Add(permanentRetryDelay(ws, c.cfg.RetryBase, c.cfg.RetryMax))); wait > 0 {
+			_ = msg.NakWithDelay(wait)
+			return
+		}
+	}
 	var out []Outcome
 	for attempt := 1; ; attempt++ {
 		if out, err = c.apply(ctx, ws); err == nil {
@@ -137,13 +164,18 @@ func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
 	if c.afterCommit != nil && c.afterCommit() {
 		return
 	}
-	var again, dead []Write
+	commitTime := time.Now()
+	var applied, again, dead []Write
+	duplicates := 0
 	for i, o := range out {
 		switch {
 		case o.Applied:
 			c.Applied.Add(1)
+			applied = append(applied, ws[i])
 		case o.Duplicate:
 			c.Duplicates.Add(1)
+			duplicates++
+			applied = append(applied, ws[i])
 		case o.Err != nil:
 			w := ws[i]
 			w.Attempts++
@@ -178,6 +210,30 @@ func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
 	if err := msg.DoubleAck(ctx); err != nil {
 		c.log.Warn("acknowledging a batch; it will be redelivered (no second effect)", "err", err)
 	}
+	if c.settled != nil {
+		c.settled(settledBatch{applied: applied, again: again, dead: dead, duplicates: duplicates, commitTime: commitTime})
+	}
+}
+
+// permanentRetryDelay is how long after its re-enqueueing a batch of
+// permanently failed writes waits: base doubled per attempt, capped at max
+// (with the defaults, 25 attempts span about a minute and a half). Fresh
+// writes (no attempt yet) do not wait.
+func permanentRetryDelay(ws []Write, base, max time.Duration) time.Duration {
+	attempts := 0
+	for i, w := range ws {
+		if i == 0 || w.Attempts < attempts {
+			attempts = w.Attempts
+		}
+	}
+	if attempts <= 0 {
+		return 0
+	}
+	d := base
+	for i := 1; i < attempts && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
 }
 
 func msgSeq(msg jetstream.Msg) uint64 {
@@ -222,23 +278,3 @@ func keyHash(key string) string {
 }
 
 func deadSubject(prefix, key string) string { return prefix + "." + keyHash(key) }
-
-// FindDead returns the dead-lettered write of key, if any.
-func FindDead(ctx context.Context, js jetstream.JetStream, cfg CommitterConfig, key string) (Write, bool, error) {
-	s, err := js.Stream(ctx, cfg.DeadStream)
-	if err != nil {
-		return Write{}, false, err
-	}
-	m, err := s.GetLastMsgForSubject(ctx, deadSubject(cfg.DeadSubject, key))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Write{}, false, nil
-	}
-	if err != nil {
-		return Write{}, false, err
-	}
-	ws, err := decodeBatch(m.Data)
-	if err != nil || len(ws) != 1 {
-		return Write{}, false, fmt.Errorf("dead-letter message %d: %v", m.Sequence, err)
-	}
-	return ws[0], true, nil
-}

@@ -177,15 +177,7 @@ func TestCommitterWaitsOutPostgresDown(t *testing.T) {
 		}
 		return nil
 	})
-	if err := f.pg.Inst.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, f.pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.conn = conn
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	f.conn = restartPostgres(t, ctx, f.pg)
 	f.waitRows(t, 250)
 	if d := c.Dead.Load(); d != 0 {
 		t.Fatalf("%d writes dead-lettered for a transient outage", d)

@@ -8,10 +8,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/holdfast/holdfast/internal/problem"
 )
 
 // IngestConfig bounds what clients may send.
@@ -29,13 +32,23 @@ func DefaultIngestConfig() IngestConfig {
 // Ingest is the HTTP side of the buffer: it validates writes, stores them
 // durably in the log and answers 202 once they are on disk.
 type Ingest struct {
-	log *Log
+	log appender
 	cfg IngestConfig
 	now func() time.Time
+	// index and metrics, when set (by Service), hear of accepted writes.
+	index   *pendingIndex
+	metrics *metrics
+}
+
+// appender stores writes durably: *Log.
+type appender interface {
+	Append(ctx context.Context, w Write) error
 }
 
 // NewIngest serves writes into log.
-func NewIngest(log *Log, cfg IngestConfig) *Ingest {
+func NewIngest(log *Log, cfg IngestConfig) *Ingest { return newIngest(log, cfg) }
+
+func newIngest(log appender, cfg IngestConfig) *Ingest {
 	return &Ingest{log: log, cfg: cfg, now: time.Now}
 }
 
@@ -47,22 +60,17 @@ func (in *Ingest) Register(mux *http.ServeMux) {
 }
 
 // Problem is an RFC 9457 problem details body.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	// Field names the offending request field, when there is one.
-	Field string `json:"field,omitempty"`
-}
+type Problem = problem.Details
 
 func writeProblem(w http.ResponseWriter, status int, field, detail string) {
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	problem.Write(w, status, field, detail)
+}
+
+func (in *Ingest) refuse(w http.ResponseWriter, status int, field, detail string) {
+	if in.metrics != nil {
+		in.metrics.rejected.WithLabelValues(strconv.Itoa(status)).Inc()
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Field: field})
+	writeProblem(w, status, field, detail)
 }
 
 type writeRequest struct {
@@ -78,8 +86,9 @@ type Accepted struct {
 }
 
 func (in *Ingest) postWrite(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeProblem(w, http.StatusUnsupportedMediaType, "", "send the write as application/json")
+		in.refuse(w, http.StatusUnsupportedMediaType, "", "send the write as application/json")
 		return
 	}
 	limit := int64(in.cfg.MaxPayloadBytes + in.cfg.MaxKeyBytes + 4096)
@@ -89,17 +98,17 @@ func (in *Ingest) postWrite(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&req); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeProblem(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("the request body exceeds %d bytes", limit))
+			in.refuse(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("the request body exceeds %d bytes", limit))
 			return
 		}
-		writeProblem(w, http.StatusBadRequest, jsonField(err), "malformed JSON: "+err.Error())
+		in.refuse(w, http.StatusBadRequest, jsonField(err), "malformed JSON: "+err.Error())
 		return
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		writeProblem(w, http.StatusBadRequest, "", "malformed JSON: data after the write object")
+		in.refuse(w, http.StatusBadRequest, "", "malformed JSON: data after the write object")
 		return
 	}
-	in.accept(w, r.Context(), req)
+	in.accept(w, r.Context(), req, start)
 }
 
 // jsonField names the field of an unknown-field error.
@@ -112,47 +121,61 @@ func jsonField(err error) string {
 }
 
 func (in *Ingest) getIngest(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	g := r.URL.Query().Get("guid")
 	if _, err := uuid.Parse(g); err != nil {
-		writeProblem(w, http.StatusBadRequest, "guid", fmt.Sprintf("guid %q is not a UUID", g))
+		in.refuse(w, http.StatusBadRequest, "guid", fmt.Sprintf("guid %q is not a UUID", g))
 		return
 	}
 	payload, _ := json.Marshal(IngestPayload{GUID: g})
-	in.accept(w, r.Context(), writeRequest{Kind: KindIngest, Key: g, Payload: payload})
+	in.accept(w, r.Context(), writeRequest{Kind: KindIngest, Key: g, Payload: payload}, start)
 }
 
-func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, req writeRequest) {
+func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, req writeRequest, start time.Time) {
 	switch {
 	case req.Kind == "":
-		writeProblem(w, http.StatusBadRequest, "kind", "kind is required")
+		in.refuse(w, http.StatusBadRequest, "kind", "kind is required")
 		return
 	case req.Key == "":
-		writeProblem(w, http.StatusBadRequest, "key", "key (the idempotency key) is required")
+		in.refuse(w, http.StatusBadRequest, "key", "key (the idempotency key) is required")
 		return
 	case len(req.Key) > in.cfg.MaxKeyBytes:
-		writeProblem(w, http.StatusBadRequest, "key", fmt.Sprintf("key of %d bytes exceeds %d", len(req.Key), in.cfg.MaxKeyBytes))
+		in.refuse(w, http.StatusBadRequest, "key", fmt.Sprintf("key of %d bytes exceeds %d", len(req.Key), in.cfg.MaxKeyBytes))
 		return
 	case len(req.Payload) == 0 || string(req.Payload) == "null":
-		writeProblem(w, http.StatusBadRequest, "payload", "payload is required")
+		in.refuse(w, http.StatusBadRequest, "payload", "payload is required")
 		return
 	case len(req.Payload) > in.cfg.MaxPayloadBytes:
-		writeProblem(w, http.StatusRequestEntityTooLarge, "payload", fmt.Sprintf("payload of %d bytes exceeds %d", len(req.Payload), in.cfg.MaxPayloadBytes))
+		in.refuse(w, http.StatusRequestEntityTooLarge, "payload", fmt.Sprintf("payload of %d bytes exceeds %d", len(req.Payload), in.cfg.MaxPayloadBytes))
 		return
 	}
 	h, ok := Lookup(req.Kind)
 	if !ok {
-		writeProblem(w, http.StatusBadRequest, "kind", fmt.Sprintf("unknown kind %q", req.Kind))
+		in.refuse(w, http.StatusBadRequest, "kind", fmt.Sprintf("unknown kind %q", req.Kind))
 		return
 	}
 	if err := h.Validate(req.Payload); err != nil {
-		writeProblem(w, http.StatusBadRequest, "payload", err.Error())
+		in.refuse(w, http.StatusBadRequest, "payload", err.Error())
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, in.cfg.AppendTimeout)
 	defer cancel()
-	if err := in.log.Append(actx, Write{Kind: req.Kind, Key: req.Key, Payload: req.Payload, AcceptedAt: in.now()}); err != nil {
-		writeProblem(w, http.StatusServiceUnavailable, "", "the write could not be stored durably ("+err.Error()+"); retry with the same key")
+	wr := Write{Kind: req.Kind, Key: req.Key, Payload: req.Payload, AcceptedAt: in.now()}
+	// Indexed before it is stored, so that the committer's settlement,
+	// which can only come after, is never overtaken.
+	added := in.index != nil && in.index.add(wr)
+	if err := in.log.Append(actx, wr); err != nil {
+		if added {
+			// Maybe stored after all: then it is applied, and found
+			// committed, once the committer gets to it.
+			in.index.remove(wr.Key)
+		}
+		in.refuse(w, http.StatusServiceUnavailable, "", "the write could not be stored durably ("+err.Error()+"); retry with the same key")
 		return
+	}
+	if in.metrics != nil {
+		in.metrics.accepted.Inc()
+		in.metrics.ackLatency.Observe(time.Since(start).Seconds())
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)

@@ -94,3 +94,74 @@ func TestIngestHTTP(t *testing.T) {
 		t.Fatalf("stored keys %v, want k1 and the guid", keys)
 	}
 }
+
+// memLog is an in-memory appender (the fuzz target checks ingest's
+// decisions, not storage).
+type memLog struct{ ws []Write }
+
+func (m *memLog) Append(_ context.Context, w Write) error {
+	m.ws = append(m.ws, w)
+	return nil
+}
+
+// FuzzIngestRequest: any body gets either 202 with exactly the write it
+// describes stored, or a 4xx problem+json with nothing stored.
+func FuzzIngestRequest(f *testing.F) {
+	f.Add(`{"kind":"ingest","key":"k1","payload":{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}}`)
+	f.Add(`{"kind":"ingest","key":"k1","payload":{"guid":"nope"}}`)
+	f.Add(`{"kind":"test-ingest","key":"","payload":{}}`)
+	f.Add(`{"kind":"x","key":"k","payload":null}`)
+	f.Add(`{"kind":"ingest","key":"k","payload":{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}} {}`)
+	f.Add(`{"kind":"ingest","key":"k","payload":{},"extra":1}`)
+	f.Add(`[1,2]`)
+	f.Add("{\"kind\":\"test-ingest\",\"key\":\"\xff\",\"payload\":\"\"}")
+	icfg := DefaultIngestConfig()
+	icfg.MaxKeyBytes, icfg.MaxPayloadBytes = 40, 256
+	f.Fuzz(func(t *testing.T, body string) {
+		m := &memLog{}
+		in := newIngest(m, icfg)
+		in.index = newPendingIndex()
+		mux := http.NewServeMux()
+		in.Register(mux)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/v1/writes", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		mux.ServeHTTP(rec, req)
+		switch {
+		case rec.Code == http.StatusAccepted:
+			if len(m.ws) != 1 {
+				t.Fatalf("202 with %d writes stored", len(m.ws))
+			}
+			w := m.ws[0]
+			var req struct {
+				Kind, Key string
+				Payload   json.RawMessage
+			}
+			if err := json.Unmarshal([]byte(body), &req); err != nil {
+				t.Fatalf("202 for a body that is not JSON: %v", err)
+			}
+			if w.Kind != req.Kind || w.Key != req.Key || w.Key == "" || len(w.Key) > icfg.MaxKeyBytes || len(w.Payload) > icfg.MaxPayloadBytes || !json.Valid(w.Payload) {
+				t.Fatalf("stored %+v for %q", w, body)
+			}
+			if _, ok := Lookup(w.Kind); !ok {
+				t.Fatalf("stored a write of unknown kind %q", w.Kind)
+			}
+			if _, ok := in.index.get(w.Key); !ok {
+				t.Fatalf("accepted write %q not indexed as pending", w.Key)
+			}
+		case rec.Code >= 400 && rec.Code < 500:
+			if len(m.ws) != 0 {
+				t.Fatalf("%d with %d writes stored", rec.Code, len(m.ws))
+			}
+			var p Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != rec.Code || rec.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("%d: body %q", rec.Code, rec.Body.String())
+			}
+			if n, _ := in.index.depth(); n != 0 {
+				t.Fatalf("a refused write left %d pending entries", n)
+			}
+		default:
+			t.Fatalf("status %d for %q", rec.Code, body)
+		}
+	})
+}

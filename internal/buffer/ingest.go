@@ -55,5 +55,6 @@ func init() {
 			_, err = tx.Exec(ctx, "INSERT INTO ingest (guid, requested_at) VALUES ($1, $2)", p.GUID, at)
 			return err
 		},
+		Schema: []string{IngestDDL},
 	})
 }

@@ -77,6 +77,12 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"embedded urls", func(c *Config) { c.Etcd.PeerURL = c.Etcd.ClientURL }, "etcd.peer_url"},
 		{"no endpoints", func(c *Config) { c.Etcd.Endpoints = nil }, "etcd.endpoints"},
 		{"proxy admin addr", func(c *Config) { c.Proxy.AdminAddr = "6434" }, "proxy.admin_addr"},
+		{"api addr", func(c *Config) { c.API.Addr = "8080" }, "api.addr"},
+		{"nats url", func(c *Config) { c.Buffer.NATSURL = "http://x:4222" }, "buffer.nats_url"},
+		{"buffer replicas", func(c *Config) { c.Buffer.Replicas = 0 }, "buffer.replicas"},
+		{"buffer batch too small", func(c *Config) { c.Buffer.MaxPayloadSize = 2 << 20 }, "buffer.batch_max_size"},
+		{"buffer retry bounds", func(c *Config) { c.Buffer.RetryMax = Duration(time.Millisecond) }, "buffer.retry_max"},
+		{"buffer attempts", func(c *Config) { c.Buffer.MaxAttempts = 0 }, "buffer.max_attempts"},
 		{"proxy admin addr is an endpoint", func(c *Config) { c.Proxy.AdminAddr = c.Proxy.WriterAddr }, "proxy.admin_addr: 127.0.0.1:6432 must differ"},
 	}
 	for _, tt := range tests {

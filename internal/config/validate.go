@@ -42,7 +42,66 @@ func (c Config) Validate() error {
 	if err := c.Proxy.validate(); err != nil {
 		return err
 	}
+	if err := c.API.validate(); err != nil {
+		return err
+	}
+	if err := c.Buffer.validate(); err != nil {
+		return err
+	}
 	return c.validateRegions()
+}
+
+func (a API) validate() error {
+	if !a.Enabled {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(a.Addr); err != nil || port == "" {
+		return invalid("api.addr", "%q must be host:port", a.Addr)
+	}
+	return nil
+}
+
+func (b Buffer) validate() error {
+	if !b.Enabled {
+		return nil
+	}
+	if b.NATSURL == "" {
+		if _, port, err := net.SplitHostPort(b.EmbeddedAddr); err != nil || port == "" {
+			return invalid("buffer.embedded_addr", "%q must be host:port (or set buffer.nats_url)", b.EmbeddedAddr)
+		}
+	} else {
+		for _, raw := range strings.Split(b.NATSURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+				return invalid("buffer.nats_url", "%q must be nats://host:port (comma-separated for a cluster)", raw)
+			}
+		}
+	}
+	switch {
+	case b.Replicas < 1 || b.Replicas > 5:
+		return invalid("buffer.replicas", "%d must be between 1 and 5", b.Replicas)
+	case b.MaxKeySize < 1 || b.MaxKeySize > 4096:
+		return invalid("buffer.max_key_size", "%s must be between 1B and 4kB", b.MaxKeySize)
+	case b.MaxPayloadSize < 1:
+		return invalid("buffer.max_payload_size", "must be positive")
+	case b.BatchMaxSize < b.MaxPayloadSize+b.MaxKeySize+1024:
+		return invalid("buffer.batch_max_size", "%s must hold the largest write (max_payload_size + max_key_size + 1kB)", b.BatchMaxSize)
+	case b.BatchMaxSize > 7<<20:
+		return invalid("buffer.batch_max_size", "%s exceeds 7MB (the NATS message limit is 8MB)", b.BatchMaxSize)
+	case b.BatchMaxWrites < 1:
+		return invalid("buffer.batch_max_writes", "%d must be positive", b.BatchMaxWrites)
+	case b.MaxAttempts < 1:
+		return invalid("buffer.max_attempts", "%d must be positive", b.MaxAttempts)
+	case b.RetryBase.D() <= 0:
+		return invalid("buffer.retry_base", "must be positive")
+	case b.RetryMax.D() < b.RetryBase.D():
+		return invalid("buffer.retry_max", "%s must not be below retry_base (%s)", b.RetryMax, b.RetryBase)
+	case b.AppendTimeout.D() < 100*time.Millisecond:
+		return invalid("buffer.append_timeout", "%s is too short (minimum 100ms)", b.AppendTimeout)
+	case b.RedeliveryAfter.D() < time.Second:
+		return invalid("buffer.redelivery_after", "%s is too short (minimum 1s)", b.RedeliveryAfter)
+	}
+	return nil
 }
 
 func (p Proxy) validate() error {

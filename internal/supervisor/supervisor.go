@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/api"
+	"github.com/holdfast/holdfast/internal/buffer"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/proxy"
@@ -50,12 +52,14 @@ type Config struct {
 
 // Supervisor owns the local deployment.
 type Supervisor struct {
-	cfg   Config
-	d     config.Config
-	log   *slog.Logger
-	etcd  *store.Embedded
-	st    *store.Store
-	proxy *proxy.Service
+	cfg    Config
+	d      config.Config
+	log    *slog.Logger
+	etcd   *store.Embedded
+	st     *store.Store
+	proxy  *proxy.Service
+	buffer *buffer.Service
+	api    *api.Server
 
 	// ConfigPath is the resolved config written for the agents.
 	ConfigPath string
@@ -167,7 +171,7 @@ func (s *Supervisor) Open(ctx context.Context) error {
 		_ = s.Close(context.Background())
 		return fmt.Errorf("cluster did not become ready: %w (agent logs: %s)", err, filepath.Join(s.d.DataDir, "logs"))
 	}
-	if err := s.ensureApp(rctx, primary, app); err != nil {
+	if primary, err = s.ensureApp(rctx, primary, app); err != nil {
 		_ = s.Close(context.Background())
 		return err
 	}
@@ -176,6 +180,10 @@ func (s *Supervisor) Open(ctx context.Context) error {
 			_ = s.Close(context.Background())
 			return err
 		}
+	}
+	if err := s.startAPI(rctx, app); err != nil {
+		_ = s.Close(context.Background())
+		return err
 	}
 	s.printEndpoints(primary)
 	return nil
@@ -198,6 +206,16 @@ func (s *Supervisor) preflight() error {
 			if err := check(what, addr); err != nil {
 				return err
 			}
+		}
+	}
+	if s.d.API.Enabled {
+		if err := check("api.addr", s.d.API.Addr); err != nil {
+			return err
+		}
+	}
+	if s.d.Buffer.Enabled && s.d.Buffer.NATSURL == "" {
+		if err := check("buffer.embedded_addr", s.d.Buffer.EmbeddedAddr); err != nil {
+			return err
 		}
 	}
 	if s.d.Etcd.Embedded {
@@ -333,6 +351,14 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 		}
 		s.printf("  proxy TLS       sslmode=require, or sslmode=verify-full sslrootcert=%s", s.d.Proxy.TLSCertFile)
 	}
+	if s.api != nil {
+		a := s.api.Addr()
+		if s.buffer != nil {
+			s.printf("  write buffer    curl -d '{\"kind\":\"ingest\",\"key\":\"k1\",\"payload\":{\"guid\":\"<uuid>\"}}' -H 'Content-Type: application/json' http://%s/v1/writes", a)
+			s.printf("                  (acknowledged once fsynced in JetStream at %s; committed exactly once; holdfast buffer status)", s.buffer.NATSURL())
+		}
+		s.printf("  api metrics     http://%s/metrics  (admin token: %s)", a, s.d.API.AdminTokenFile)
+	}
 	s.printf("  etcd            %v (metrics at %s/metrics)", s.d.Etcd.Endpoints, s.d.Etcd.ClientURL)
 	s.printf("  credentials     %s (role %s), %s (superuser)", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), s.d.Postgres.AppUser, filepath.Join(s.d.Postgres.SecretsDir, config.AdminSecrets))
 	if s.proxy != nil && s.proxy.Addr("writer") != "" {
@@ -370,6 +396,8 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	// The buffer's committer applies through the proxy: it stops first.
+	s.closeAPI()
 	if s.proxy != nil {
 		_ = s.proxy.Close()
 	}

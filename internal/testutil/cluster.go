@@ -8,7 +8,8 @@ import (
 )
 
 // ClusterConfig is the default deployment on free ports in a fresh
-// directory: etcd, members, their metrics and the proxy endpoints, so that
+// directory: etcd, members, their metrics, the proxy endpoints, the api
+// server and NATS, so that
 // tests and a running `holdfast up` never collide.
 func ClusterConfig(t testing.TB, cluster string) config.Config {
 	t.Helper()
@@ -22,6 +23,8 @@ func ClusterConfig(t testing.TB, cluster string) config.Config {
 	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	cfg.Proxy.AdminAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	cfg.API.Addr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	cfg.Buffer.EmbeddedAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = FreePort(t)
 		cfg.Regions[0].Members[i].MetricsPort = FreePort(t)
