@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -56,6 +57,12 @@ type serviceFixture struct {
 
 func startServiceFixture(t *testing.T, ddl ...string) *serviceFixture {
 	t.Helper()
+	return startServiceFixtureNATS(t, "", ddl...)
+}
+
+// startServiceFixtureNATS uses the NATS at natsURL ("" embeds one).
+func startServiceFixtureNATS(t *testing.T, natsURL string, ddl ...string) *serviceFixture {
+	t.Helper()
 	f := &serviceFixture{t: t}
 	f.pg, f.conn, _ = startDatabase(t, append([]string{IngestDDL}, ddl...)...)
 	cc := DefaultCommitterConfig(f.pg.DSN)
@@ -64,6 +71,7 @@ func startServiceFixture(t *testing.T, ddl ...string) *serviceFixture {
 	cc.AckWait = 5 * time.Second
 	cc.Log.PublishTimeout = 30 * time.Second
 	f.cfg = ServiceConfig{
+		NATSURL:   natsURL,
 		Embedded:  EmbeddedConfig{Addr: fmt.Sprintf("127.0.0.1:%d", htestutil.FreePort(t)), StoreDir: t.TempDir()},
 		Committer: cc,
 		Ingest:    DefaultIngestConfig(),
@@ -270,6 +278,30 @@ func TestServiceWriteStatusAndDeadLetters(t *testing.T) {
 	n, err := testutil.GatherAndCount(f.reg, "holdfast_buffer_pending_writes", "holdfast_buffer_dead_letter_writes", "holdfast_buffer_commit_latency_seconds")
 	if err != nil || n != 3 {
 		t.Fatalf("metrics: %d series, %v", n, err)
+	}
+}
+
+// TestServiceExternalNATS: with buffer.nats_url the buffer embeds no
+// server and keeps its streams on the given one.
+func TestServiceExternalNATS(t *testing.T) {
+	n := startNATS(t)
+	f := startServiceFixtureNATS(t, n.srv.ClientURL())
+	if f.svc.nats != nil {
+		t.Fatal("an embedded NATS server was started")
+	}
+	const g = "55555555-5555-4555-8555-555555555555"
+	if code := f.post(KindIngest, "x1", map[string]string{"guid": g}); code != http.StatusAccepted {
+		t.Fatalf("POST = %d", code)
+	}
+	f.waitStatus("x1", StatusCommitted)
+	js, err := jetstream.New(n.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{f.cfg.Committer.Log.Stream, f.cfg.Committer.DeadStream} {
+		if _, err := js.Stream(context.Background(), name); err != nil {
+			t.Fatalf("stream %s on the external server: %v", name, err)
+		}
 	}
 }
 
