@@ -31,6 +31,14 @@ type Schema interface {
 	DDL() []string
 }
 
+// BatchApplier is implemented by handlers that can apply many writes in
+// one statement. The committer's fast path uses it (all the batch's writes
+// of the kind at once); if it fails permanently, the batch is applied again
+// write by write with Apply, so that only the bad write fails.
+type BatchApplier interface {
+	ApplyBatch(ctx context.Context, tx pgx.Tx, ws []Write) error
+}
+
 // HandlerFuncs makes a Handler of two functions; a nil Validate accepts
 // any payload. Statements in Schema are run as its DDL.
 type HandlerFuncs struct {
@@ -199,6 +207,9 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 		accepted    []time.Time
 		attempts    []int32
 	)
+	// Writes of a kind whose handler applies many at once are grouped.
+	groups := map[string][]Write{}
+	var kindOrder []string
 	for i, w := range ws {
 		out[i].Key = w.Key
 		if done[w.Key] {
@@ -209,16 +220,32 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 		if !ok {
 			return nil, errSlowPath
 		}
+		done[w.Key] = true // the same key twice in a batch applies once
+		out[i].Applied = true
+		keys, kinds = append(keys, w.Key), append(kinds, w.Kind)
+		accepted, attempts = append(accepted, w.AcceptedAt), append(attempts, int32(w.Attempts+1))
+		if _, ok := h.(BatchApplier); ok {
+			if _, seen := groups[w.Kind]; !seen {
+				kindOrder = append(kindOrder, w.Kind)
+			}
+			groups[w.Kind] = append(groups[w.Kind], w)
+			continue
+		}
 		if err := h.Apply(ctx, tx, w); err != nil {
 			if Transient(err) {
 				return nil, err
 			}
 			return nil, errSlowPath
 		}
-		done[w.Key] = true // the same key twice in a batch applies once
-		out[i].Applied = true
-		keys, kinds = append(keys, w.Key), append(kinds, w.Kind)
-		accepted, attempts = append(accepted, w.AcceptedAt), append(attempts, int32(w.Attempts+1))
+	}
+	for _, k := range kindOrder {
+		h, _ := handlerFor(k)
+		if err := h.(BatchApplier).ApplyBatch(ctx, tx, groups[k]); err != nil {
+			if Transient(err) {
+				return nil, err
+			}
+			return nil, errSlowPath
+		}
 	}
 	if len(keys) > 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO holdfast_buffer_applied (key, kind, accepted_at, attempts)

@@ -102,6 +102,11 @@ func (c *Committer) Run(ctx context.Context) error {
 			_ = c.conn.Close(context.Background())
 		}
 	}()
+	// Create the tables now rather than at the first write, so that
+	// readers find them; if the database is down, the first batch retries.
+	if err := c.connect(ctx); err != nil {
+		c.log.Info("database not reachable yet; writes are accepted and wait", "err", err)
+	}
 	for ctx.Err() == nil {
 		batch, err := c.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -244,21 +249,31 @@ func msgSeq(msg jetstream.Msg) uint64 {
 	return md.Sequence.Stream
 }
 
+// connect opens the committer's connection and creates the tables, unless
+// it is open.
+func (c *Committer) connect(ctx context.Context) error {
+	if c.conn != nil && !c.conn.IsClosed() {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := pgx.Connect(cctx, c.cfg.DSN)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := Migrate(ctx, conn); err != nil {
+		_ = conn.Close(ctx)
+		return err
+	}
+	c.conn = conn
+	return nil
+}
+
 // apply runs applyBatch on the committer's connection, (re)connecting as
 // needed.
 func (c *Committer) apply(ctx context.Context, ws []Write) ([]Outcome, error) {
-	if c.conn == nil || c.conn.IsClosed() {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		conn, err := pgx.Connect(cctx, c.cfg.DSN)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		if err := Migrate(ctx, conn); err != nil {
-			_ = conn.Close(ctx)
-			return nil, err
-		}
-		c.conn = conn
+	if err := c.connect(ctx); err != nil {
+		return nil, err
 	}
 	out, err := applyBatch(ctx, c.conn, ws)
 	if err != nil && !errors.Is(err, context.Canceled) {

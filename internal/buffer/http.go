@@ -131,6 +131,24 @@ func (in *Ingest) getIngest(w http.ResponseWriter, r *http.Request) {
 	in.accept(w, r.Context(), writeRequest{Kind: KindIngest, Key: g, Payload: payload}, start)
 }
 
+// store indexes wr as pending and appends it to the log.
+func (in *Ingest) store(ctx context.Context, wr Write) error {
+	actx, cancel := context.WithTimeout(ctx, in.cfg.AppendTimeout)
+	defer cancel()
+	// Indexed before it is stored, so that the committer's settlement,
+	// which can only come after, is never overtaken.
+	added := in.index != nil && in.index.add(wr)
+	if err := in.log.Append(actx, wr); err != nil {
+		if added {
+			// Maybe stored after all: then it is applied, and found
+			// committed, once the committer gets to it.
+			in.index.remove(wr.Key)
+		}
+		return err
+	}
+	return nil
+}
+
 func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, req writeRequest, start time.Time) {
 	switch {
 	case req.Kind == "":
@@ -158,18 +176,7 @@ func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, req writeRe
 		in.refuse(w, http.StatusBadRequest, "payload", err.Error())
 		return
 	}
-	actx, cancel := context.WithTimeout(ctx, in.cfg.AppendTimeout)
-	defer cancel()
-	wr := Write{Kind: req.Kind, Key: req.Key, Payload: req.Payload, AcceptedAt: in.now()}
-	// Indexed before it is stored, so that the committer's settlement,
-	// which can only come after, is never overtaken.
-	added := in.index != nil && in.index.add(wr)
-	if err := in.log.Append(actx, wr); err != nil {
-		if added {
-			// Maybe stored after all: then it is applied, and found
-			// committed, once the committer gets to it.
-			in.index.remove(wr.Key)
-		}
+	if err := in.store(ctx, Write{Kind: req.Kind, Key: req.Key, Payload: req.Payload, AcceptedAt: in.now()}); err != nil {
 		in.refuse(w, http.StatusServiceUnavailable, "", "the write could not be stored durably ("+err.Error()+"); retry with the same key")
 		return
 	}

@@ -37,24 +37,48 @@ func parseIngest(payload []byte) (IngestPayload, error) {
 	return p, nil
 }
 
-func init() {
-	Register(KindIngest, HandlerFuncs{
-		ValidateFunc: func(payload []byte) error {
-			_, err := parseIngest(payload)
-			return err
-		},
-		ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
-			p, err := parseIngest(w.Payload)
-			if err != nil {
-				return err
-			}
-			at := w.AcceptedAt
-			if p.RequestedAt != nil {
-				at = *p.RequestedAt
-			}
-			_, err = tx.Exec(ctx, "INSERT INTO ingest (guid, requested_at) VALUES ($1, $2)", p.GUID, at)
-			return err
-		},
-		Schema: []string{IngestDDL},
-	})
+// ingestHandler inserts ingest rows, many per statement.
+type ingestHandler struct{}
+
+func (ingestHandler) Validate(payload []byte) error {
+	_, err := parseIngest(payload)
+	return err
 }
+
+func (ingestHandler) DDL() []string { return []string{IngestDDL} }
+
+func ingestRow(w Write) (string, time.Time, error) {
+	p, err := parseIngest(w.Payload)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	at := w.AcceptedAt
+	if p.RequestedAt != nil {
+		at = *p.RequestedAt
+	}
+	return p.GUID, at, nil
+}
+
+func (ingestHandler) Apply(ctx context.Context, tx pgx.Tx, w Write) error {
+	g, at, err := ingestRow(w)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO ingest (guid, requested_at) VALUES ($1, $2)", g, at)
+	return err
+}
+
+func (ingestHandler) ApplyBatch(ctx context.Context, tx pgx.Tx, ws []Write) error {
+	guids := make([]string, len(ws))
+	ats := make([]time.Time, len(ws))
+	for i, w := range ws {
+		var err error
+		if guids[i], ats[i], err = ingestRow(w); err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, "INSERT INTO ingest (guid, requested_at) SELECT * FROM unnest($1::uuid[], $2::timestamptz[])", guids, ats)
+	return err
+}
+
+func init() { Register(KindIngest, ingestHandler{}) }

@@ -118,6 +118,24 @@ func (s *Service) settled(b settledBatch) {
 	}
 }
 
+// Submit stores a write of a registered kind durably (what POST /v1/writes
+// does, for other routes of the process): nil means it is on disk and will
+// be committed once. The caller validates the payload.
+func (s *Service) Submit(ctx context.Context, kind, key string, payload []byte) error {
+	if _, ok := Lookup(kind); !ok {
+		return fmt.Errorf("unknown write kind %q", kind)
+	}
+	start := time.Now()
+	if err := s.ingest.store(ctx, Write{Kind: kind, Key: key, Payload: payload, AcceptedAt: start}); err != nil {
+		return err
+	}
+	if s.metrics != nil {
+		s.metrics.accepted.Inc()
+		s.metrics.ackLatency.Observe(time.Since(start).Seconds())
+	}
+	return nil
+}
+
 // NATSURL is the URL of the NATS server in use.
 func (s *Service) NATSURL() string { return s.nc.ConnectedUrl() }
 
