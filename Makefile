@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DATA_DIR ?= holdfast-data
 
-.PHONY: build test verify demo deps bench bench-proxy clean
+.PHONY: build test verify demo deps bench bench-proxy bench-buffer clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
@@ -36,6 +36,10 @@ bench: deps build
 # memory; the stall clients see when the primary is killed (installs PgBouncer).
 bench-proxy: deps
 	./bench/proxy.sh
+
+# durable write buffer: HTTP ingest against fsync-per-write JetStream, drain into PostgreSQL.
+bench-buffer: deps
+	./bench/buffer.sh
 
 clean:
 	rm -rf bin

@@ -55,6 +55,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	log := newLogger(stderr)
+	supervisor.TuneGC()
 	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Out: stdout, RestartDelay: *restart, QuietEvents: *quiet}, log)
 	if err != nil {
 		return fail(stderr, "%v", err)
