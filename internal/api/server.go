@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	_ "embed" // the OpenAPI document
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,8 @@ type Config struct {
 	Addr string
 	// AdminToken guards the routes registered through Guard.
 	AdminToken string
+	// AccessLog, if set, gets one line per request.
+	AccessLog *slog.Logger
 }
 
 // Server is the HTTP server.
@@ -35,6 +38,8 @@ type Server struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	registry *prometheus.Registry
+	metrics  *httpMetrics
+	ready    func(ctx context.Context) error
 	srv      *http.Server
 	ln       net.Listener
 	done     chan struct{}
@@ -44,12 +49,41 @@ type Server struct {
 func New(cfg Config, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, log: log.With("component", "api"), mux: http.NewServeMux(), registry: prometheus.NewRegistry()}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = newHTTPMetrics(s.registry)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
 	return s
+}
+
+//go:embed openapi.json
+var openAPI []byte
+
+// readyTimeout bounds the readiness check.
+const readyTimeout = 2 * time.Second
+
+// SetReady sets the readiness check of /readyz (before Start); without
+// one the server is ready once it listens.
+func (s *Server) SetReady(check func(ctx context.Context) error) { s.ready = check }
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			problem.Write(w, http.StatusServiceUnavailable, "", "not ready: "+err.Error())
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ready\n"))
 }
 
 // Mux is where components register their routes.
@@ -88,7 +122,7 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           instrument(s.mux, s.metrics, s.cfg.AccessLog),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -106,9 +106,7 @@ const appliedDDL = `CREATE TABLE IF NOT EXISTS holdfast_buffer_applied (
 // Migrate creates the committer's table and those of the registered
 // handlers.
 func Migrate(ctx context.Context, conn *pgx.Conn) error {
-	if _, err := conn.Exec(ctx, appliedDDL); err != nil {
-		return fmt.Errorf("write buffer table: %w", err)
-	}
+	stmts := []string{appliedDDL}
 	registry.mu.RLock()
 	kinds := make([]string, 0, len(registry.m))
 	for k := range registry.m {
@@ -118,17 +116,41 @@ func Migrate(ctx context.Context, conn *pgx.Conn) error {
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		h, _ := handlerFor(k)
-		s, ok := h.(Schema)
-		if !ok {
-			continue
-		}
-		for _, ddl := range s.DDL() {
-			if _, err := conn.Exec(ctx, ddl); err != nil {
-				return fmt.Errorf("tables of write kind %q: %w", k, err)
-			}
+		if s, ok := h.(Schema); ok {
+			stmts = append(stmts, s.DDL()...)
 		}
 	}
+	if err := RunDDL(ctx, conn, stmts); err != nil {
+		return fmt.Errorf("write buffer tables: %w", err)
+	}
 	return nil
+}
+
+// migrationLock is the advisory lock every holdfast migration holds:
+// PostgreSQL's CREATE ... IF NOT EXISTS is not safe against itself run
+// concurrently (a unique violation in the catalog), and the committer and
+// the api server migrate the same tables at start.
+const migrationLock = 0x686f6c6466617374 // "holdfast"
+
+// RunDDL runs idempotent DDL statements in one transaction under the
+// migration lock.
+func RunDDL(ctx context.Context, db interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}, stmts []string) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
+		return err
+	}
+	for _, q := range stmts {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
 }
 
 // Outcome is what became of one write of a batch.

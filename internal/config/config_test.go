@@ -78,6 +78,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"no endpoints", func(c *Config) { c.Etcd.Endpoints = nil }, "etcd.endpoints"},
 		{"proxy admin addr", func(c *Config) { c.Proxy.AdminAddr = "6434" }, "proxy.admin_addr"},
 		{"api addr", func(c *Config) { c.API.Addr = "8080" }, "api.addr"},
+		{"api write mode", func(c *Config) { c.API.WriteMode = "async" }, "api.write_mode"},
+		{"api token ttl", func(c *Config) { c.API.TokenTTL = Duration(time.Second) }, "api.token_ttl"},
 		{"nats url", func(c *Config) { c.Buffer.NATSURL = "http://x:4222" }, "buffer.nats_url"},
 		{"buffer replicas", func(c *Config) { c.Buffer.Replicas = 0 }, "buffer.replicas"},
 		{"buffer batch too small", func(c *Config) { c.Buffer.MaxPayloadSize = 2 << 20 }, "buffer.batch_max_size"},

@@ -58,6 +58,24 @@ func (a API) validate() error {
 	if _, port, err := net.SplitHostPort(a.Addr); err != nil || port == "" {
 		return invalid("api.addr", "%q must be host:port", a.Addr)
 	}
+	switch {
+	case a.WriteMode != "direct" && a.WriteMode != "buffered":
+		return invalid("api.write_mode", "%q must be direct or buffered", a.WriteMode)
+	case a.Issuer == "":
+		return invalid("api.issuer", "must not be empty")
+	case a.Audience == "":
+		return invalid("api.audience", "must not be empty")
+	case a.TokenTTL.D() < time.Minute || a.TokenTTL.D() > 24*time.Hour:
+		return invalid("api.token_ttl", "%s must be between 1m and 24h", a.TokenTTL)
+	case a.RateLimit < 0:
+		return invalid("api.rate_limit", "must not be negative")
+	case a.RateLimit > 0 && a.RateBurst < 1:
+		return invalid("api.rate_burst", "%d must be positive when rate_limit is set", a.RateBurst)
+	case a.RequestTimeout.D() < 100*time.Millisecond:
+		return invalid("api.request_timeout", "%s is too short (minimum 100ms)", a.RequestTimeout)
+	case a.MaxBodySize < 1024:
+		return invalid("api.max_body_size", "%s is below 1kB", a.MaxBodySize)
+	}
 	return nil
 }
 

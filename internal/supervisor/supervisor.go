@@ -25,8 +25,6 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/admin"
-	"github.com/holdfast/holdfast/internal/api"
-	"github.com/holdfast/holdfast/internal/buffer"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/proxy"
@@ -52,14 +50,13 @@ type Config struct {
 
 // Supervisor owns the local deployment.
 type Supervisor struct {
-	cfg    Config
-	d      config.Config
-	log    *slog.Logger
-	etcd   *store.Embedded
-	st     *store.Store
-	proxy  *proxy.Service
-	buffer *buffer.Service
-	api    *api.Server
+	cfg   Config
+	d     config.Config
+	log   *slog.Logger
+	etcd  *store.Embedded
+	st    *store.Store
+	proxy *proxy.Service
+	stack *APIStack
 
 	// ConfigPath is the resolved config written for the agents.
 	ConfigPath string
@@ -95,6 +92,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	cfg.Deployment.Resolve()
+	if cfg.Deployment.API.AccessLog == "" {
+		cfg.Deployment.API.AccessLog = filepath.Join(cfg.Deployment.DataDir, "logs", "api-access.log")
+	}
 	return &Supervisor{cfg: cfg, d: cfg.Deployment, log: log.With("component", "supervisor"), agents: map[string]*agentProc{}}, nil
 }
 
@@ -181,7 +181,13 @@ func (s *Supervisor) Open(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.startAPI(rctx, app); err != nil {
+	if s.d.API.Enabled {
+		if _, err := EnsureDemoClient(s.d); err != nil {
+			_ = s.Close(context.Background())
+			return err
+		}
+	}
+	if s.stack, err = StartAPIStack(rctx, s.d, app, s.log); err != nil {
 		_ = s.Close(context.Background())
 		return err
 	}
@@ -351,11 +357,13 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 		}
 		s.printf("  proxy TLS       sslmode=require, or sslmode=verify-full sslrootcert=%s", s.d.Proxy.TLSCertFile)
 	}
-	if s.api != nil {
-		a := s.api.Addr()
-		if s.buffer != nil {
+	if s.stack != nil && s.stack.Server != nil {
+		a := s.stack.Server.Addr()
+		s.printf("  todo api        http://%s/v1/todos  (OAuth2: . %s; curl -u $CLIENT_ID:$CLIENT_SECRET -d grant_type=client_credentials http://%s/oauth2/token)",
+			a, filepath.Join(s.d.Postgres.SecretsDir, ClientSecretsEnv), a)
+		if s.stack.Buffer != nil {
 			s.printf("  write buffer    curl -d '{\"kind\":\"ingest\",\"key\":\"k1\",\"payload\":{\"guid\":\"<uuid>\"}}' -H 'Content-Type: application/json' http://%s/v1/writes", a)
-			s.printf("                  (acknowledged once fsynced in JetStream at %s; committed exactly once; holdfast buffer status)", s.buffer.NATSURL())
+			s.printf("                  (acknowledged once fsynced in JetStream at %s; committed exactly once; holdfast buffer status)", s.stack.Buffer.NATSURL())
 		}
 		s.printf("  api metrics     http://%s/metrics  (admin token: %s)", a, s.d.API.AdminTokenFile)
 	}
@@ -397,7 +405,9 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	// The buffer's committer applies through the proxy: it stops first.
-	s.closeAPI()
+	if s.stack != nil {
+		s.stack.Close()
+	}
 	if s.proxy != nil {
 		_ = s.proxy.Close()
 	}
