@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -56,6 +57,8 @@ type TodoConfig struct {
 	Timeout time.Duration
 	// MaxPage is the largest ?limit= of a list (default page: 50).
 	MaxPage int
+	// Log hears of 5xx answers (nil: discarded).
+	Log *slog.Logger
 }
 
 // TodoAPI serves the ToDo routes.
@@ -70,6 +73,9 @@ type TodoAPI struct {
 func NewTodoAPI(cfg TodoConfig, store *Store, buf Submitter, auth Authorizer) *TodoAPI {
 	if cfg.MaxPage == 0 {
 		cfg.MaxPage = 500
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &TodoAPI{cfg: cfg, store: store, buffer: buf, auth: auth}
 }
@@ -212,7 +218,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // dbError answers a store error.
-func dbError(w http.ResponseWriter, err error) {
+func (a *TodoAPI) dbError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		problem.Write(w, http.StatusNotFound, "id", "no such todo")
@@ -221,8 +227,10 @@ func dbError(w http.ResponseWriter, err error) {
 	case isCheckViolation(err):
 		problem.Write(w, http.StatusBadRequest, "", "the database refused the todo: "+err.Error())
 	case errors.Is(err, context.DeadlineExceeded) || buffer.Transient(err):
+		a.cfg.Log.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		problem.Write(w, http.StatusServiceUnavailable, "", "the database cannot be reached right now ("+err.Error()+"); retry")
 	default:
+		a.cfg.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		problem.Write(w, http.StatusInternalServerError, "", err.Error())
 	}
 }
@@ -283,7 +291,7 @@ func (a *TodoAPI) list(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	todos, err := a.store.List(ctx, status, after, limit, strong(r))
 	if err != nil {
-		dbError(w, err)
+		a.dbError(w, r, err)
 		return
 	}
 	page := struct {
@@ -317,7 +325,7 @@ func (a *TodoAPI) getID(w http.ResponseWriter, r *http.Request, id int64) {
 	defer cancel()
 	t, err := a.store.Get(ctx, id, strong(r))
 	if err != nil {
-		dbError(w, err)
+		a.dbError(w, r, err)
 		return
 	}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag(t) {
@@ -404,7 +412,7 @@ func (a *TodoAPI) createDirect(w http.ResponseWriter, r *http.Request, key, task
 	defer cancel()
 	t, created, err := a.store.Create(ctx, a.auth.ClientID(r.Context()), key, h[:], task, status)
 	if err != nil {
-		dbError(w, err)
+		a.dbError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/todos/"+strconv.FormatInt(t.ID, 10))
@@ -457,7 +465,7 @@ func (a *TodoAPI) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		dbError(w, err)
+		a.dbError(w, r, err)
 		return
 	}
 	writeTodo(w, http.StatusOK, t)
@@ -493,7 +501,7 @@ func (a *TodoAPI) deleteID(w http.ResponseWriter, r *http.Request, id int64) {
 		return
 	}
 	if err != nil {
-		dbError(w, err)
+		a.dbError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -545,7 +553,7 @@ func (a *TodoAPI) upsertByBody(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		t, err := a.store.Update(ctx, id, 0, task, status)
 		if err != nil {
-			dbError(w, err)
+			a.dbError(w, r, err)
 			return
 		}
 		writeTodo(w, http.StatusOK, t)

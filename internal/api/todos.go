@@ -137,14 +137,20 @@ func (s *Store) List(ctx context.Context, status string, after int64, limit int,
 // primary key: the second waits for the first to commit.
 func (s *Store) Create(ctx context.Context, clientID, key string, reqHash []byte, task, status string) (Todo, bool, error) {
 	if key == "" {
-		t, err := scanTodo(s.writer.QueryRow(ctx, "INSERT INTO todos (task, status) VALUES ($1, $2) RETURNING "+todoColumns, task, status))
+		var t Todo
+		err := s.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			t, err = scanTodo(tx.QueryRow(ctx, "INSERT INTO todos (task, status) VALUES ($1, $2) RETURNING "+todoColumns, task, status))
+			return err
+		})
 		return t, err == nil, err
 	}
 	var (
 		t       Todo
 		created bool
 	)
-	err := pgx.BeginFunc(ctx, s.writer, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		created = false
 		var prevHash []byte
 		var prevID int64
 		err := tx.QueryRow(ctx, "SELECT request_hash, todo_id FROM todo_idempotency WHERE client_id = $1 AND key = $2", clientID, key).Scan(&prevHash, &prevID)
@@ -172,7 +178,7 @@ func (s *Store) Create(ctx context.Context, clientID, key string, reqHash []byte
 	})
 	if errors.Is(err, errReplay) {
 		// Lost the race: the other request's todo is committed now.
-		err = pgx.BeginFunc(ctx, s.writer, func(tx pgx.Tx) error {
+		err = s.inTx(ctx, func(tx pgx.Tx) error {
 			var prevHash []byte
 			var prevID int64
 			if err := tx.QueryRow(ctx, "SELECT request_hash, todo_id FROM todo_idempotency WHERE client_id = $1 AND key = $2", clientID, key).Scan(&prevHash, &prevID); err != nil {
@@ -199,8 +205,13 @@ func (s *Store) replay(ctx context.Context, tx pgx.Tx, prevHash, reqHash []byte,
 // Update changes a todo's task and status. With ifVersion > 0 it applies
 // only to that version (ErrVersion otherwise).
 func (s *Store) Update(ctx context.Context, id, ifVersion int64, task, status string) (Todo, error) {
-	t, err := scanTodo(s.writer.QueryRow(ctx, `UPDATE todos SET task = $2, status = $3, updated_at = clock_timestamp(), version = version + 1
+	var t Todo
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		t, err = scanTodo(tx.QueryRow(ctx, `UPDATE todos SET task = $2, status = $3, updated_at = clock_timestamp(), version = version + 1
 		WHERE id = $1 AND ($4 = 0 OR version = $4) RETURNING `+todoColumns, id, task, status, ifVersion))
+		return err
+	})
 	if errors.Is(err, ErrNotFound) && ifVersion > 0 {
 		return t, s.whyNot(ctx, id)
 	}
@@ -209,7 +220,12 @@ func (s *Store) Update(ctx context.Context, id, ifVersion int64, task, status st
 
 // Delete removes a todo (only at ifVersion when > 0).
 func (s *Store) Delete(ctx context.Context, id, ifVersion int64) error {
-	tag, err := s.writer.Exec(ctx, "DELETE FROM todos WHERE id = $1 AND ($2 = 0 OR version = $2)", id, ifVersion)
+	var tag pgconn.CommandTag
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		tag, err = tx.Exec(ctx, "DELETE FROM todos WHERE id = $1 AND ($2 = 0 OR version = $2)", id, ifVersion)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -220,6 +236,38 @@ func (s *Store) Delete(ctx context.Context, id, ifVersion int64) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// inTx runs fn in a transaction on the writer, again if it was rolled back
+// for a reason a retry fixes: a serialization failure or deadlock, the
+// 40001 the proxy answers for a transaction that was in flight on a lost
+// primary (its COMMIT is resolved on the new primary: 40001 means it did
+// not commit), or a connection that failed before anything was sent.
+// Explicit transactions are what lets the proxy resolve a COMMIT lost in
+// a failover; a lone statement's fate could only be "unknown" (08007).
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, s.writer, fn)
+		if err == nil || attempt == maxTxAttempts || !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		}
+	}
+}
+
+// maxTxAttempts bounds inTx's retries.
+const maxTxAttempts = 5
+
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40001" || pe.Code == "40P01"
+	}
+	return pgconn.SafeToRetry(err)
 }
 
 // whyNot tells a missing todo from a version mismatch.

@@ -127,7 +127,7 @@ func (a *APIStack) startTodos(ctx context.Context, d config.Config, app config.C
 		sub = a.Buffer
 	}
 	authz := api.RateLimited(api.NewRateLimiter(d.API.RateLimit, d.API.RateBurst), api.OAuth(auth))
-	api.NewTodoAPI(api.TodoConfig{Mode: d.API.WriteMode, MaxBody: int64(d.API.MaxBodySize), Timeout: d.API.RequestTimeout.D()},
+	api.NewTodoAPI(api.TodoConfig{Mode: d.API.WriteMode, MaxBody: int64(d.API.MaxBodySize), Timeout: d.API.RequestTimeout.D(), Log: log.With("component", "todo-api")},
 		store, sub, authz).Register(a.Server.Mux())
 	a.Server.SetReady(func(ctx context.Context) error { return a.writer.Ping(ctx) })
 	return nil
