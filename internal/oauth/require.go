@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/holdfast/holdfast/internal/problem"
 )
@@ -51,7 +53,7 @@ func (s *Server) Require(scopes ...string) func(http.HandlerFunc) http.HandlerFu
 				problem.Write(w, http.StatusUnauthorized, "Authorization", "this route needs Authorization: Bearer <access token>; get one from POST "+TokenPath)
 				return
 			}
-			claims, err := s.issuer.Verify(token)
+			claims, err := s.verify(token)
 			if err != nil {
 				reason := describe(err)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="invalid_token", error_description="`+reason+`"`)
@@ -84,4 +86,48 @@ func describe(err error) string {
 		return te.Reason.Error()
 	}
 	return "the token cannot be verified"
+}
+
+// maxVerified bounds the verified-token cache; when full it is emptied
+// (tokens are re-verified on their next use).
+const maxVerified = 10000
+
+// maxVerifiedAge is how long a verification is trusted.
+const maxVerifiedAge = time.Minute
+
+// verifiedCache maps a token that verified to its claims.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[string]cachedClaims // guarded by mu
+}
+
+type cachedClaims struct {
+	Claims
+	verifiedAt int64 // Unix seconds
+}
+
+// verify is Issuer.Verify with a cache of tokens that verified. A cached
+// token is still refused once it expires (by the server's clock); the
+// cache is emptied when the keys file changes, so a removed key's tokens
+// are refused from the next reload on; and a verification is trusted for
+// at most maxVerifiedAge.
+func (s *Server) verify(token string) (Claims, error) {
+	now := s.now()
+	s.verified.mu.Lock()
+	c, ok := s.verified.m[token]
+	s.verified.mu.Unlock()
+	if ok && now.Unix() < c.ExpiresAt && now.Unix()-c.verifiedAt < int64(maxVerifiedAge/time.Second) {
+		return c.Claims, nil
+	}
+	claims, err := s.issuer.Verify(token)
+	if err != nil {
+		return claims, err
+	}
+	s.verified.mu.Lock()
+	if s.verified.m == nil || len(s.verified.m) >= maxVerified {
+		s.verified.m = make(map[string]cachedClaims)
+	}
+	s.verified.m[token] = cachedClaims{Claims: claims, verifiedAt: now.Unix()}
+	s.verified.mu.Unlock()
+	return claims, nil
 }

@@ -126,3 +126,53 @@ func TestRequireRefusesBadScopes(t *testing.T) {
 		}()
 	}
 }
+
+// TestVerifiedCache: a token is verified once, then served from the cache
+// until it expires; a cached token past its expiry is refused; a forged
+// variant of a cached token is not.
+func TestVerifiedCache(t *testing.T) {
+	clock := newFakeClock()
+	s := newTestServer(t, clock, ServerConfig{Clients: []Client{testClient("c1", "secret-c1", "api/read")}})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	tr := getToken(t, mux, "c1", "secret-c1")
+	h := s.Require("api/read")(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	call := func(token string) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		h(rec, req)
+		return rec.Code
+	}
+	if call(tr.AccessToken) != http.StatusNoContent || call(tr.AccessToken) != http.StatusNoContent {
+		t.Fatal("a valid token was refused")
+	}
+	s.verified.mu.Lock()
+	n := len(s.verified.m)
+	s.verified.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d cached verifications, want 1", n)
+	}
+	if code := call(tr.AccessToken[:len(tr.AccessToken)-2] + "xx"); code != http.StatusUnauthorized {
+		t.Fatalf("forged variant of a cached token: %d", code)
+	}
+	clock.Advance(DefaultTTL + Leeway + time.Second)
+	if code := call(tr.AccessToken); code != http.StatusUnauthorized {
+		t.Fatalf("expired cached token: %d", code)
+	}
+}
+
+func BenchmarkRequireCached(b *testing.B) {
+	clock := newFakeClock()
+	s := newTestServer(b, clock, ServerConfig{Clients: []Client{testClient("c1", "secret-c1", "api/read")}})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	tr := getToken(b, mux, "c1", "secret-c1")
+	h := s.Require("api/read")(func(w http.ResponseWriter, r *http.Request) {})
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+	rec := httptest.NewRecorder()
+	for b.Loop() {
+		h(rec, req)
+	}
+}
