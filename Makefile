@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DATA_DIR ?= holdfast-data
 
-.PHONY: build test verify demo deps bench bench-proxy bench-buffer clean
+.PHONY: build test verify demo deps bench bench-proxy bench-buffer bench-api clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
@@ -40,6 +40,10 @@ bench-proxy: deps
 # durable write buffer: HTTP ingest against fsync-per-write JetStream, drain into PostgreSQL.
 bench-buffer: deps
 	./bench/buffer.sh
+
+# ToDo API through holdfast up: GET by id, POST direct and buffered.
+bench-api: deps
+	./bench/api.sh
 
 clean:
 	rm -rf bin

@@ -99,10 +99,11 @@ func (a *APIStack) startTodos(ctx context.Context, d config.Config, app config.C
 		return err
 	}
 	auth.Register(a.Server.Mux())
-	if a.writer, err = newPool(ctx, appDSN(d, app, false)); err != nil {
+	size := apiPoolSize(d)
+	if a.writer, err = newPool(ctx, appDSN(d, app, false), size); err != nil {
 		return err
 	}
-	if a.reader, err = newPool(ctx, appDSN(d, app, true)); err != nil {
+	if a.reader, err = newPool(ctx, appDSN(d, app, true), size); err != nil {
 		return err
 	}
 	store := api.NewStore(a.writer, a.reader)
@@ -133,12 +134,24 @@ func (a *APIStack) startTodos(ctx context.Context, d config.Config, app config.C
 	return nil
 }
 
-func newPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+// apiPoolSize is how many connections the ToDo API opens per endpoint. In
+// session pooling each one holds one of the proxy's proxy.pool_size
+// server connections for good: the API must leave room for the write
+// buffer (its committer and lookups, 5) or its connections beyond the pool
+// would wait for a server forever.
+func apiPoolSize(d config.Config) int32 {
+	if d.Proxy.Enabled && d.Proxy.PoolMode == "session" {
+		return int32(max(2, d.Proxy.PoolSize-6))
+	}
+	return 32
+}
+
+func newPool(ctx context.Context, dsn string, size int32) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
 	}
-	pc.MaxConns = 32
+	pc.MaxConns = size
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the ToDo API benchmark (bench/api) from the repository root: a whole
+# `holdfast up` deployment on free ports, then GET by id, POST direct and
+# POST buffered with 64 HTTP clients each (OAuth2 tokens, load in separate
+# processes), reporting requests/s, latency and CPU shares. Installs
+# postgresql-15 if missing; run as root. Arguments go to the benchmark:
+#   bench/api.sh -duration 10s -json
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO=sudo
+
+PGBIN=/usr/lib/postgresql/15/bin
+if [[ ! -x $PGBIN/postgres || ! -x $PGBIN/initdb ]]; then
+  echo "api.sh: installing postgresql-15" >&2
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
+
+NAME=api.sh
+# shellcheck source=bench/common.sh
+source bench/common.sh
+exec go run ./bench/api "$@"
