@@ -144,8 +144,10 @@ func TestVerifiedCache(t *testing.T) {
 		h(rec, req)
 		return rec.Code
 	}
-	if call(tr.AccessToken) != http.StatusNoContent || call(tr.AccessToken) != http.StatusNoContent {
-		t.Fatal("a valid token was refused")
+	for range 2 { // verified, then from the cache
+		if call(tr.AccessToken) != http.StatusNoContent {
+			t.Fatal("a valid token was refused")
+		}
 	}
 	s.verified.mu.Lock()
 	n := len(s.verified.m)
