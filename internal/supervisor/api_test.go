@@ -172,5 +172,63 @@ func TestTodoAPIThroughPrimaryKill(t *testing.T) {
 			return nil
 		})
 	}
+	// Then the whole CRUD cycle through the proxy, in both write modes.
+	for _, mode := range []string{"direct", "buffered"} {
+		crudRound(t, base, token, mode)
+	}
 	t.Logf("%d direct creates and %d buffered, none failed across the kill of %s (new primary %s)", len(created), len(buffered), old.Name, p.Name)
+}
+
+// crudRound creates a todo, reads it from the writer, replaces it and
+// deletes it in mode, through the api server of holdfast up.
+func crudRound(t *testing.T, base, token, mode string) {
+	t.Helper()
+	call := func(method, path, body string, headers ...string) (int, http.Header, []byte) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, b
+	}
+	code, _, body := call("POST", "/v1/todos", `{"task":"crud `+mode+`"}`)
+	var td struct{ ID int64 }
+	if code != http.StatusCreated || json.Unmarshal(body, &td) != nil {
+		t.Fatalf("%s create: %d %s", mode, code, body)
+	}
+	path := fmt.Sprintf("/v1/todos/%d", td.ID)
+	code, hdr, body := call("GET", path, "", "Consistency", "strong")
+	if code != http.StatusOK || hdr.Get("ETag") != `"1"` {
+		t.Fatalf("%s get: %d %s", mode, code, body)
+	}
+	code, _, body = call("PUT", path+"?mode="+mode, `{"task":"crud renamed","status":"done"}`, "If-Match", `"1"`)
+	if code != map[string]int{"direct": http.StatusOK, "buffered": http.StatusAccepted}[mode] {
+		t.Fatalf("%s update: %d %s", mode, code, body)
+	}
+	testutil.Eventually(t, 30*time.Second, mode+" update visible", func() error {
+		code, hdr, body := call("GET", path, "", "Consistency", "strong")
+		if code != http.StatusOK || hdr.Get("ETag") != `"2"` || !strings.Contains(string(body), "crud renamed") {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	code, _, body = call("DELETE", path+"?mode="+mode, "", "If-Match", `"2"`)
+	if code != map[string]int{"direct": http.StatusNoContent, "buffered": http.StatusAccepted}[mode] {
+		t.Fatalf("%s delete: %d %s", mode, code, body)
+	}
+	testutil.Eventually(t, 30*time.Second, mode+" delete visible", func() error {
+		if code, _, body := call("GET", path, "", "Consistency", "strong"); code != http.StatusNotFound {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
 }
