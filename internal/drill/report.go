@@ -59,8 +59,9 @@ type Report struct {
 	LostAcked  int     `json:"lost_acked"`
 	Duplicates int     `json:"duplicates"`
 	// DowntimeMS is the longest interval without a successful write;
-	// RecoveryMS is from the fault to the first success after it (-1:
-	// none).
+	// RecoveryMS is from the fault to the first success of a write sent
+	// after it (-1: none): writes in flight at the fault that still
+	// succeed say nothing about recovery.
 	DowntimeMS int64   `json:"downtime_ms"`
 	RecoveryMS int64   `json:"recovery_ms"`
 	LatencyMS  Latency `json:"latency_ms"`
@@ -82,13 +83,16 @@ func Summarize(scenario, path string, rate float64, w Window, records []Record, 
 	if r.DurationS > 0 {
 		r.AchievedRate = float64(len(records)) / r.DurationS
 	}
-	var okDone []time.Time
+	var okDone, okAfterFault []time.Time
 	var lat []float64
 	for _, rec := range records {
 		switch rec.Outcome {
 		case OK:
 			r.OK++
 			okDone = append(okDone, rec.Done)
+			if !w.Fault.IsZero() && !rec.Sent.Before(w.Fault) {
+				okAfterFault = append(okAfterFault, rec.Done)
+			}
 			lat = append(lat, float64(rec.Done.Sub(rec.Sent).Microseconds())/1000)
 			if stored[rec.ID] == 0 {
 				r.LostAcked++
@@ -106,13 +110,8 @@ func Summarize(scenario, path string, rate float64, w Window, records []Record, 
 	}
 	r.DowntimeMS = longestGap(w.Start, w.End, okDone).Milliseconds()
 	r.RecoveryMS = -1
-	if !w.Fault.IsZero() {
-		for _, t := range sortedTimes(okDone) {
-			if t.After(w.Fault) {
-				r.RecoveryMS = t.Sub(w.Fault).Milliseconds()
-				break
-			}
-		}
+	if len(okAfterFault) > 0 {
+		r.RecoveryMS = sortedTimes(okAfterFault)[0].Sub(w.Fault).Milliseconds()
 	}
 	r.LatencyMS = latency(lat)
 	r.Timeline = make([]Event, 0, len(events))
