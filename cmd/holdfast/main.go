@@ -41,6 +41,7 @@ var commands = map[string]command{
 	"events":     {"show (and follow) the cluster's event log", runEvents},
 	"api":        {"run the HTTP server (ToDo API, OAuth2 tokens, write buffer routes); `api client create`, `api keys rotate`", runAPI},
 	"buffer":     {"`buffer status`: the durable write buffer's pending writes, commit rate and dead letters", runBuffer},
+	"drill":      {"failover drills: `drill run --scenario S --path P`, `drill matrix`: downtime, errors, lost writes", runDrill},
 	"dlq":        {"the write buffer's dead-letter queue: `dlq list`, `dlq redrive`, `dlq drop`", runDLQ},
 	"config":     {"`config check FILE`: validate a config file", runConfig},
 	"version":    {"print the version", runVersion},

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/api"
+	"github.com/holdfast/holdfast/internal/drill"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+func drillUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: holdfast drill run --scenario S --path P [--rate N] [--duration D] [--repeat K] [--json] [--config FILE]\n"+
+		"       holdfast drill matrix [--rate N] [--duration D] [--json] [--config FILE]\n\n"+
+		"Writes unique ids at a steady rate along a path, injects a fault, waits for recovery (and for the\n"+
+		"write buffer to drain), then reconciles what was acknowledged with what the database holds.\n"+
+		"Scenarios: %s. Paths: %s\n"+
+		"(direct: an application that reconnects to whichever member status calls primary; proxy: the\n"+
+		"writer endpoint; buffer: the durable write buffer's ingest). The report gives requests, ok, errors,\n"+
+		"unknown outcomes, lost acknowledged writes, duplicates, downtime (longest time without a success),\n"+
+		"recovery (fault to the first success of a write sent after it), latency and a timeline.\n",
+		strings.Join(drill.Scenarios, ", "), strings.Join(drill.Paths, ", "))
+}
+
+func runDrill(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "run" && args[0] != "matrix") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			drillUsage(stdout)
+			return exitOK
+		}
+		drillUsage(stderr)
+		return exitInvalid
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("drill "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "config file (default: built-in demo config, or $HOLDFAST_CONFIG)")
+	scenario := fs.String("scenario", "", "fault to inject: "+strings.Join(drill.Scenarios, ", "))
+	path := fs.String("path", "", "how writes reach the database: "+strings.Join(drill.Paths, ", "))
+	rate := fs.Float64("rate", 200, "writes per second")
+	duration := fs.Duration("duration", 15*time.Second, "length of the load; the fault comes after a third")
+	repeat := fs.Int("repeat", 1, "run the drill K times and report min, median and max")
+	pause := fs.Duration("pause", 5*time.Second, "pause-primary: how long the primary stays stopped")
+	asJSON := fs.Bool("json", false, "print the report(s) as JSON")
+	fs.Usage = func() { drillUsage(stderr); fmt.Fprintf(stderr, "\nFlags:\n"); fs.PrintDefaults() }
+	if err := fs.Parse(args[1:]); err != nil {
+		return flagExit(err)
+	}
+	if *repeat < 1 {
+		fmt.Fprintln(stderr, "holdfast drill: --repeat must be at least 1")
+		return exitInvalid
+	}
+	var runs []drill.RunConfig
+	if sub == "run" {
+		rc := drill.RunConfig{Scenario: *scenario, Path: *path, Rate: *rate, Duration: *duration, PauseFor: *pause}
+		if err := rc.Validate(); err != nil {
+			fmt.Fprintf(stderr, "holdfast drill run: %v\n", err)
+			return exitInvalid
+		}
+		for range *repeat {
+			runs = append(runs, rc)
+		}
+	} else {
+		for _, s := range drill.Scenarios {
+			for _, p := range drill.Paths {
+				rc := drill.RunConfig{Scenario: s, Path: p, Rate: *rate, Duration: *duration, PauseFor: *pause}
+				if err := rc.Validate(); err != nil {
+					fmt.Fprintf(stderr, "holdfast drill matrix: %v\n", err)
+					return exitInvalid
+				}
+				runs = append(runs, rc)
+			}
+		}
+	}
+	cfg, code := loadConfig(*cfgPath, stderr)
+	if code != exitOK {
+		return code
+	}
+	log := newLogger(stderr)
+	st, err := store.Open(store.Config{Cluster: cfg.Cluster, Endpoints: cfg.Etcd.Endpoints,
+		DialTimeout: cfg.Etcd.DialTimeout.D(), RequestTimeout: cfg.Etcd.RequestTimeout.D()}, log)
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	defer st.Close()
+	token, _ := api.ReadToken(cfg.API.AdminTokenFile)
+	r := &drill.Runner{Store: st, Cfg: cfg, Log: log, AdminToken: token, Progress: func(s string) { fmt.Fprintf(stderr, "drill: %s\n", s) }}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var reports []drill.Report
+	for i, rc := range runs {
+		rep, err := r.Run(ctx, rc)
+		if err != nil {
+			code := exitFailed
+			if errors.Is(err, drill.ErrBusy) || errors.Is(err, drill.ErrUnhealthy) {
+				code = exitInvalid
+			}
+			fmt.Fprintf(stderr, "holdfast drill: %s on %s: %v\n", rc.Scenario, rc.Path, err)
+			return code
+		}
+		if rep.AchievedRate < 0.9*rc.Rate {
+			fmt.Fprintf(stderr, "drill: warning: %.0f writes/s requested, %.0f achieved (the machine or the path cannot sustain the rate)\n", rc.Rate, rep.AchievedRate)
+		}
+		reports = append(reports, rep)
+		if i+1 < len(runs) {
+			// Let the cluster settle (the old primary rejoins) before the next.
+			time.Sleep(2 * time.Second)
+		}
+	}
+	if *asJSON {
+		var out any = reports
+		if sub == "run" && len(reports) == 1 {
+			out = reports[0]
+		} else if sub == "run" {
+			out = map[string]any{"runs": reports, "spread": spreads(reports)}
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tPATH\tREQUESTS\tOK\tERRORS\tUNKNOWN\tLOST\tDUPLICATES\tDOWNTIME MS\tRECOVERY MS\tP99 MS")
+	for _, r := range reports {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\n", r.Scenario, r.Path, r.Requests, r.OK, r.Errors, r.Unknown,
+			r.LostAcked, r.Duplicates, r.DowntimeMS, r.RecoveryMS, r.LatencyMS.P99)
+	}
+	tw.Flush()
+	if sub == "run" && len(reports) > 1 {
+		sp := spreads(reports)
+		for _, k := range slices.Sorted(maps.Keys(sp)) {
+			fmt.Fprintf(stdout, "%-12s min %.0f  median %.0f  max %.0f\n", k, sp[k].Min, sp[k].Median, sp[k].Max)
+		}
+	}
+	return exitOK
+}
+
+// spreads gives min, median and max of the main figures over repeats.
+func spreads(rs []drill.Report) map[string]drill.Spread {
+	get := func(f func(drill.Report) float64) drill.Spread {
+		var v []float64
+		for _, r := range rs {
+			v = append(v, f(r))
+		}
+		return drill.SpreadOf(v)
+	}
+	return map[string]drill.Spread{
+		"downtime_ms": get(func(r drill.Report) float64 { return float64(r.DowntimeMS) }),
+		"recovery_ms": get(func(r drill.Report) float64 { return float64(r.RecoveryMS) }),
+		"errors":      get(func(r drill.Report) float64 { return float64(r.Errors) }),
+		"unknown":     get(func(r drill.Report) float64 { return float64(r.Unknown) }),
+		"lost_acked":  get(func(r drill.Report) float64 { return float64(r.LostAcked) }),
+	}
+}

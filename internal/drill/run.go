@@ -1,0 +1,389 @@
+package drill
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/buffer"
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// Scenarios and paths.
+var (
+	Scenarios = []string{"kill-primary", "kill-node", "pause-primary", "switchover"}
+	Paths     = []string{"direct", "proxy", "buffer"}
+)
+
+// RunConfig is one drill.
+type RunConfig struct {
+	Scenario, Path string
+	// Rate is writes per second; Duration the whole load, the fault
+	// coming after a third of it.
+	Rate     float64
+	Duration time.Duration
+	// PauseFor is how long pause-primary keeps the primary stopped.
+	PauseFor time.Duration
+	// Concurrency bounds the writes in flight (default: enough for Rate
+	// at 50 ms each, at least 8).
+	Concurrency int
+}
+
+// Validate names what is wrong.
+func (c RunConfig) Validate() error {
+	switch {
+	case !slices.Contains(Scenarios, c.Scenario):
+		return fmt.Errorf("unknown scenario %q (scenarios: %s)", c.Scenario, strings.Join(Scenarios, ", "))
+	case !slices.Contains(Paths, c.Path):
+		return fmt.Errorf("unknown path %q (paths: %s)", c.Path, strings.Join(Paths, ", "))
+	case c.Rate <= 0 || c.Rate > 100000:
+		return fmt.Errorf("rate %v must be between 1 and 100000 writes/s", c.Rate)
+	case c.Duration < 3*time.Second:
+		return fmt.Errorf("duration %s is too short (minimum 3s: the fault comes after a third)", c.Duration)
+	}
+	return nil
+}
+
+// Runner runs drills against a cluster.
+type Runner struct {
+	Store *store.Store
+	Cfg   config.Config // resolved
+	Log   *slog.Logger
+	// AdminToken authenticates the buffer's status route (drain wait).
+	AdminToken string
+	// Progress, if set, hears what the drill is doing.
+	Progress func(string)
+}
+
+func (r *Runner) progress(format string, args ...any) {
+	if r.Progress != nil {
+		r.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// ErrBusy is returned when another drill runs.
+var ErrBusy = errors.New("another drill is running")
+
+// ErrUnhealthy is returned for a cluster a drill would not measure fairly.
+var ErrUnhealthy = errors.New("the cluster is not healthy")
+
+// Run runs one drill and reconciles it.
+func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
+	if err := rc.Validate(); err != nil {
+		return Report{}, err
+	}
+	if rc.PauseFor == 0 {
+		rc.PauseFor = 5 * time.Second
+	}
+	if rc.Concurrency == 0 {
+		rc.Concurrency = max(8, int(rc.Rate/20))
+	}
+	st, err := admin.Status(ctx, r.Store, r.Cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	primary, err := healthy(st)
+	if err != nil {
+		return Report{}, err
+	}
+	name := fmt.Sprintf("%s-%s-%d", rc.Scenario, rc.Path, time.Now().UnixMilli())
+	lease, err := r.Store.GrantLease(ctx, 10*time.Second)
+	if err != nil {
+		return Report{}, err
+	}
+	defer func() { _ = r.Store.RevokeLease(context.WithoutCancel(ctx), lease) }()
+	won, holder, err := r.Store.ClaimDrill(ctx, name, lease)
+	if err != nil {
+		return Report{}, err
+	}
+	if !won {
+		return Report{}, fmt.Errorf("%w (%s); wait for it to end", ErrBusy, holder)
+	}
+	defer func() { _ = r.Store.ReleaseDrill(context.WithoutCancel(ctx), name) }()
+	kctx, stopKeep := context.WithCancel(ctx)
+	defer stopKeep()
+	go func() {
+		t := time.NewTicker(3 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-kctx.Done():
+				return
+			case <-t.C:
+				_, _ = r.Store.KeepAliveOnce(kctx, lease)
+			}
+		}
+	}()
+
+	adminCred, _, err := r.Cfg.LoadSecrets()
+	if err != nil {
+		return Report{}, err
+	}
+	if err := r.ensureTable(ctx, primary, adminCred); err != nil {
+		return Report{}, err
+	}
+	writer, err := r.writer(rc.Path, adminCred)
+	if err != nil {
+		return Report{}, err
+	}
+	defer writer.Close()
+
+	// The cluster's events go on the timeline.
+	_, rev, err := r.Store.EventLog(ctx, 1)
+	if err != nil {
+		return Report{}, err
+	}
+	ectx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	var clusterEvents []cluster.Event
+	eventsDone := make(chan struct{})
+	go func() {
+		defer close(eventsDone)
+		for e := range r.Store.WatchEvents(ectx, rev) {
+			clusterEvents = append(clusterEvents, e)
+		}
+	}()
+
+	load := &Load{Drill: name, Writer: writer, Rate: rc.Rate, Concurrency: rc.Concurrency, Timeout: 30 * time.Second}
+	lctx, stopLoad := context.WithTimeout(ctx, rc.Duration)
+	defer stopLoad()
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { load.Run(lctx); close(done) }()
+	r.progress("%s on path %s: %.0f writes/s for %s (fault after %s)", rc.Scenario, rc.Path, rc.Rate, rc.Duration, rc.Duration/3)
+
+	var timeline []Event
+	select {
+	case <-time.After(rc.Duration / 3):
+	case <-ctx.Done():
+		return Report{}, ctx.Err()
+	}
+	fault := time.Now()
+	timeline = append(timeline, Event{Event: "fault: " + rc.Scenario + " " + primary.Name, At: fault})
+	if err := r.inject(ctx, rc, primary); err != nil {
+		stopLoad()
+		<-done
+		return Report{}, fmt.Errorf("inject %s: %w", rc.Scenario, err)
+	}
+	<-done
+	end := time.Now()
+	r.progress("load stopped; waiting for recovery")
+	if err := r.waitHealthy(ctx, 2*time.Minute); err != nil {
+		return Report{}, err
+	}
+	if rc.Path == "buffer" {
+		r.progress("waiting for the write buffer to drain")
+		if err := r.waitDrained(ctx, 5*time.Minute); err != nil {
+			return Report{}, err
+		}
+	}
+	stopEvents()
+	<-eventsDone
+	for _, e := range clusterEvents {
+		if !e.Time.Before(start) {
+			timeline = append(timeline, Event{Event: strings.TrimSpace(string(e.Kind) + " " + e.Member), At: e.Time})
+		}
+	}
+	st, err = admin.Status(ctx, r.Store, r.Cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	now, err := healthy(st)
+	if err != nil {
+		return Report{}, err
+	}
+	conn, err := pgx.Connect(ctx, memberDSN(now, adminCred, r.Cfg.Postgres.AppDatabase))
+	if err != nil {
+		return Report{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	stored, err := Stored(ctx, conn, name)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Summarize(rc.Scenario, rc.Path, rc.Rate, Window{Start: start, End: end, Fault: fault}, load.Records(), stored, timeline)
+	return rep, nil
+}
+
+// healthy returns the primary of a cluster fit for a drill: a running
+// primary holding the leader key, and a synchronous replica streaming.
+func healthy(st admin.ClusterStatus) (admin.MemberStatus, error) {
+	var primary *admin.MemberStatus
+	replicas := 0
+	for i, m := range st.Members {
+		switch {
+		case m.Role == cluster.RolePrimary && m.Leader && m.State == cluster.StateRunning:
+			primary = &st.Members[i]
+		case m.Role == cluster.RoleReplica && m.State == cluster.StateRunning && m.Sync:
+			replicas++
+		}
+	}
+	if primary == nil {
+		return admin.MemberStatus{}, fmt.Errorf("%w: no running primary", ErrUnhealthy)
+	}
+	if replicas == 0 {
+		return admin.MemberStatus{}, fmt.Errorf("%w: no synchronous replica streaming (a failover could not be measured)", ErrUnhealthy)
+	}
+	return *primary, nil
+}
+
+func (r *Runner) waitHealthy(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := admin.Status(ctx, r.Store, r.Cfg)
+		if err == nil {
+			if _, err = healthy(st); err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster did not recover within %s: %v", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitDrained waits until the buffer has nothing pending.
+func (r *Runner) waitDrained(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+r.Cfg.API.Addr+"/v1/buffer/status", nil)
+		req.Header.Set("Authorization", "Bearer "+r.AdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			var st buffer.Status
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK && st.Pending == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the write buffer did not drain within %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func memberDSN(m admin.MemberStatus, cred config.Credentials, db string) string {
+	return (&url.URL{Scheme: "postgres", User: url.UserPassword(cred.User, cred.Password), Host: fmt.Sprintf("%s:%d", m.Host, m.Port),
+		Path: "/" + db, RawQuery: "sslmode=disable&connect_timeout=5"}).String()
+}
+
+func (r *Runner) ensureTable(ctx context.Context, primary admin.MemberStatus, cred config.Credentials) error {
+	conn, err := pgx.Connect(ctx, memberDSN(primary, cred, r.Cfg.Postgres.AppDatabase))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return buffer.RunDDL(ctx, conn, []string{TableDDL, `CREATE INDEX IF NOT EXISTS drill_writes_drill ON drill_writes (drill)`,
+		"GRANT INSERT, SELECT ON drill_writes TO " + pgx.Identifier{r.Cfg.Postgres.AppUser}.Sanitize()})
+}
+
+// writer builds the path's writer.
+func (r *Runner) writer(path string, adminCred config.Credentials) (Writer, error) {
+	switch path {
+	case "direct":
+		// An application without a proxy: it asks who the primary is and
+		// reconnects there after an error.
+		return &SQLWriter{Conns: 16, Target: func(ctx context.Context) (string, error) {
+			st, err := admin.Status(ctx, r.Store, r.Cfg)
+			if err != nil {
+				return "", err
+			}
+			for _, m := range st.Members {
+				if m.Role == cluster.RolePrimary && m.Leader {
+					return memberDSN(m, adminCred, r.Cfg.Postgres.AppDatabase), nil
+				}
+			}
+			return "", errors.New("no primary")
+		}}, nil
+	case "proxy":
+		if !r.Cfg.Proxy.Enabled || r.Cfg.Proxy.WriterAddr == "" {
+			return nil, errors.New("path proxy: proxy.enabled is false or proxy.writer_addr empty")
+		}
+		app, err := config.ReadCredentials(r.Cfg.Postgres.SecretsDir + "/" + config.AppSecrets)
+		if err != nil {
+			return nil, err
+		}
+		dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(app.User, app.Password), Host: r.Cfg.Proxy.WriterAddr,
+			Path: "/" + app.Database, RawQuery: "sslmode=disable&connect_timeout=5"}).String()
+		return &SQLWriter{Conns: 16, Target: func(context.Context) (string, error) { return dsn, nil }}, nil
+	default:
+		if !r.Cfg.API.Enabled || !r.Cfg.Buffer.Enabled {
+			return nil, errors.New("path buffer: api.enabled and buffer.enabled must be true")
+		}
+		return &BufferWriter{URL: "http://" + r.Cfg.API.Addr, Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}, nil
+	}
+}
+
+// inject causes the scenario's fault.
+func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberStatus) error {
+	signal := func(pid int, sig syscall.Signal) error {
+		if pid <= 0 {
+			return fmt.Errorf("no pid known for %s", primary.Name)
+		}
+		p, err := os.FindProcess(pid)
+		if err != nil {
+			return err
+		}
+		return p.Signal(sig)
+	}
+	switch rc.Scenario {
+	case "kill-primary":
+		return signal(primary.PID, syscall.SIGKILL)
+	case "kill-node":
+		if err := signal(primary.AgentPID, syscall.SIGKILL); err != nil {
+			return err
+		}
+		return signal(primary.PID, syscall.SIGKILL)
+	case "pause-primary":
+		for _, pid := range []int{primary.AgentPID, primary.PID} {
+			if err := signal(pid, syscall.SIGSTOP); err != nil {
+				return err
+			}
+		}
+		go func() {
+			t := time.NewTimer(rc.PauseFor)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			_ = signal(primary.PID, syscall.SIGCONT)
+			_ = signal(primary.AgentPID, syscall.SIGCONT)
+		}()
+		return nil
+	case "switchover":
+		go func() {
+			_, err := admin.Switchover(ctx, r.Store, r.Cfg, "", func(s string) { r.progress("switchover: %s", s) })
+			if err != nil {
+				r.progress("switchover: %v", err)
+			}
+		}()
+		return nil
+	}
+	return fmt.Errorf("unknown scenario %q", rc.Scenario)
+}
