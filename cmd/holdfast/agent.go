@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"github.com/holdfast/holdfast/internal/agent"
-	"github.com/holdfast/holdfast/internal/store"
 )
 
 func runAgent(args []string, stdout, stderr io.Writer) int {
@@ -39,8 +38,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	log := newLogger(stderr)
-	st, err := store.Open(store.Config{Cluster: cfg.Cluster, Endpoints: cfg.Etcd.Endpoints,
-		DialTimeout: cfg.Etcd.DialTimeout.D(), RequestTimeout: cfg.Etcd.RequestTimeout.D()}, log)
+	st, err := openStore(cfg, log)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/holdfast/holdfast/internal/api"
 	"github.com/holdfast/holdfast/internal/drill"
-	"github.com/holdfast/holdfast/internal/store"
 )
 
 func drillUsage(w io.Writer) {
@@ -88,8 +87,7 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(stderr)
-	st, err := store.Open(store.Config{Cluster: cfg.Cluster, Endpoints: cfg.Etcd.Endpoints,
-		DialTimeout: cfg.Etcd.DialTimeout.D(), RequestTimeout: cfg.Etcd.RequestTimeout.D()}, log)
+	st, err := openStore(cfg, log)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 // Exit codes.
@@ -118,4 +119,10 @@ func loadConfig(path string, stderr io.Writer) (config.Config, int) {
 func fail(stderr io.Writer, format string, args ...any) int {
 	fmt.Fprintf(stderr, "holdfast: "+format+"\n", args...)
 	return exitFailed
+}
+
+// openStore connects to the cluster's etcd as the config says.
+func openStore(cfg config.Config, log *slog.Logger) (*store.Store, error) {
+	return store.Open(store.Config{Cluster: cfg.Cluster, Endpoints: cfg.Etcd.Endpoints,
+		DialTimeout: cfg.Etcd.DialTimeout.D(), RequestTimeout: cfg.Etcd.RequestTimeout.D()}, log)
 }

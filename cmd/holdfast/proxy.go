@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/proxy"
-	"github.com/holdfast/holdfast/internal/store"
 )
 
 func runProxy(args []string, stdout, stderr io.Writer) int {
@@ -42,8 +41,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(stderr)
-	st, err := store.Open(store.Config{Cluster: cfg.Cluster, Endpoints: cfg.Etcd.Endpoints,
-		DialTimeout: cfg.Etcd.DialTimeout.D(), RequestTimeout: cfg.Etcd.RequestTimeout.D()}, log)
+	st, err := openStore(cfg, log)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}

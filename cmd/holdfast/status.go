@@ -36,8 +36,7 @@ func (c clientFlags) open(stderr io.Writer) (config.Config, *store.Store, int) {
 	if *c.etcd != "" {
 		cfg.Etcd.Endpoints = strings.Split(*c.etcd, ",")
 	}
-	st, err := store.Open(store.Config{Cluster: cfg.Cluster, Endpoints: cfg.Etcd.Endpoints,
-		DialTimeout: cfg.Etcd.DialTimeout.D(), RequestTimeout: cfg.Etcd.RequestTimeout.D()}, newLogger(io.Discard))
+	st, err := openStore(cfg, newLogger(io.Discard))
 	if err != nil {
 		return cfg, nil, fail(stderr, "cannot reach etcd at %v: %v", cfg.Etcd.Endpoints, err)
 	}
