@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -345,25 +346,31 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 		if pid <= 0 {
 			return fmt.Errorf("no pid known for %s", primary.Name)
 		}
-		p, err := os.FindProcess(pid)
-		if err != nil {
-			return err
+		return syscall.Kill(pid, sig)
+	}
+	// A node's processes: the agent, the postmaster and every process
+	// under it (PostgreSQL's children each lead their own process group, so
+	// a group signal would miss them).
+	node := func(sig syscall.Signal) error {
+		if primary.AgentPID <= 0 || primary.PID <= 0 {
+			return fmt.Errorf("no pid known for %s", primary.Name)
 		}
-		return p.Signal(sig)
+		pids := append([]int{primary.AgentPID, primary.PID}, descendants(primary.PID)...)
+		for i, pid := range pids {
+			if err := syscall.Kill(pid, sig); err != nil && i < 2 {
+				return err
+			}
+		}
+		return nil
 	}
 	switch rc.Scenario {
 	case "kill-primary":
 		return signal(primary.PID, syscall.SIGKILL)
 	case "kill-node":
-		if err := signal(primary.AgentPID, syscall.SIGKILL); err != nil {
-			return err
-		}
-		return signal(primary.PID, syscall.SIGKILL)
+		return node(syscall.SIGKILL)
 	case "pause-primary":
-		for _, pid := range []int{primary.AgentPID, primary.PID} {
-			if err := signal(pid, syscall.SIGSTOP); err != nil {
-				return err
-			}
+		if err := node(syscall.SIGSTOP); err != nil {
+			return err
 		}
 		go func() {
 			t := time.NewTimer(rc.PauseFor)
@@ -372,8 +379,7 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 			case <-t.C:
 			case <-ctx.Done():
 			}
-			_ = signal(primary.PID, syscall.SIGCONT)
-			_ = signal(primary.AgentPID, syscall.SIGCONT)
+			_ = node(syscall.SIGCONT)
 		}()
 		return nil
 	case "switchover":
@@ -386,4 +392,43 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 		return nil
 	}
 	return fmt.Errorf("unknown scenario %q", rc.Scenario)
+}
+
+// descendants lists the processes under pid (from /proc).
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if pp, err := strconv.Atoi(f[1]); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
