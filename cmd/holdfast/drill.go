@@ -21,7 +21,7 @@ import (
 
 func drillUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: holdfast drill run --scenario S --path P [--rate N] [--duration D] [--repeat K] [--json] [--config FILE]\n"+
-		"       holdfast drill matrix [--rate N] [--duration D] [--json] [--config FILE]\n\n"+
+		"       holdfast drill matrix [--rate N] [--duration D] [--repeat K] [--json] [--config FILE]\n\n"+
 		"Writes unique ids at a steady rate along a path, injects a fault, waits for recovery (and for the\n"+
 		"write buffer to drain), then reconciles what was acknowledged with what the database holds.\n"+
 		"Scenarios: %s. Paths: %s\n"+
@@ -78,7 +78,9 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 					fmt.Fprintf(stderr, "holdfast drill matrix: %v\n", err)
 					return exitInvalid
 				}
-				runs = append(runs, rc)
+				for range *repeat {
+					runs = append(runs, rc)
+				}
 			}
 		}
 	}
@@ -116,6 +118,9 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 			time.Sleep(2 * time.Second)
 		}
 	}
+	if sub == "matrix" && *repeat > 1 {
+		return printMatrixSpread(stdout, reports, *asJSON)
+	}
 	if *asJSON {
 		var out any = reports
 		if sub == "run" && len(reports) == 1 {
@@ -140,6 +145,44 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%-12s min %.0f  median %.0f  max %.0f\n", k, sp[k].Min, sp[k].Median, sp[k].Max)
 		}
 	}
+	return exitOK
+}
+
+// matrixCell is one scenario on one path, repeated.
+type matrixCell struct {
+	Scenario string                  `json:"scenario"`
+	Path     string                  `json:"path"`
+	Runs     []drill.Report          `json:"runs"`
+	Spread   map[string]drill.Spread `json:"spread"`
+}
+
+// printMatrixSpread prints the matrix with the min, median and max of each
+// cell's repeats.
+func printMatrixSpread(stdout io.Writer, reports []drill.Report, asJSON bool) int {
+	var cells []*matrixCell
+	for _, r := range reports {
+		if n := len(cells); n == 0 || cells[n-1].Scenario != r.Scenario || cells[n-1].Path != r.Path {
+			cells = append(cells, &matrixCell{Scenario: r.Scenario, Path: r.Path})
+		}
+		c := cells[len(cells)-1]
+		c.Runs = append(c.Runs, r)
+	}
+	for _, c := range cells {
+		c.Spread = spreads(c.Runs)
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(map[string]any{"cells": cells}, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tPATH\tRUNS\tDOWNTIME MS (MIN MEDIAN MAX)\tRECOVERY MS (MEDIAN)\tERRORS (MEDIAN)\tUNKNOWN (MEDIAN)\tLOST (MAX)")
+	for _, c := range cells {
+		d := c.Spread["downtime_ms"]
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f %.0f %.0f\t%.0f\t%.0f\t%.0f\t%.0f\n", c.Scenario, c.Path, len(c.Runs), d.Min, d.Median, d.Max,
+			c.Spread["recovery_ms"].Median, c.Spread["errors"].Median, c.Spread["unknown"].Median, c.Spread["lost_acked"].Max)
+	}
+	tw.Flush()
 	return exitOK
 }
 
