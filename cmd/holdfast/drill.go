@@ -115,7 +115,9 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		reports = append(reports, rep)
 		if i+1 < len(runs) {
 			// Let the cluster settle (the old primary rejoins) before the next.
-			time.Sleep(2 * time.Second)
+			if err := r.WaitHealthy(ctx, 2*time.Minute); err != nil {
+				return fail(stderr, "drill: between drills: %v", err)
+			}
 		}
 	}
 	if sub == "matrix" && *repeat > 1 {
@@ -176,11 +178,11 @@ func printMatrixSpread(stdout io.Writer, reports []drill.Report, asJSON bool) in
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tPATH\tRUNS\tDOWNTIME MS (MIN MEDIAN MAX)\tRECOVERY MS (MEDIAN)\tERRORS (MEDIAN)\tUNKNOWN (MEDIAN)\tLOST (MAX)")
+	fmt.Fprintln(tw, "SCENARIO\tPATH\tRUNS\tDOWNTIME MS (MIN MEDIAN MAX)\tRECOVERY MS (MEDIAN)\tERRORS (MEDIAN)\tUNKNOWN (MEDIAN)\tLOST (MAX)\tDUPLICATES (MAX)")
 	for _, c := range cells {
 		d := c.Spread["downtime_ms"]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f %.0f %.0f\t%.0f\t%.0f\t%.0f\t%.0f\n", c.Scenario, c.Path, len(c.Runs), d.Min, d.Median, d.Max,
-			c.Spread["recovery_ms"].Median, c.Spread["errors"].Median, c.Spread["unknown"].Median, c.Spread["lost_acked"].Max)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f %.0f %.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\n", c.Scenario, c.Path, len(c.Runs), d.Min, d.Median, d.Max,
+			c.Spread["recovery_ms"].Median, c.Spread["errors"].Median, c.Spread["unknown"].Median, c.Spread["lost_acked"].Max, c.Spread["duplicates"].Max)
 	}
 	tw.Flush()
 	return exitOK
@@ -201,5 +203,6 @@ func spreads(rs []drill.Report) map[string]drill.Spread {
 		"errors":      get(func(r drill.Report) float64 { return float64(r.Errors) }),
 		"unknown":     get(func(r drill.Report) float64 { return float64(r.Unknown) }),
 		"lost_acked":  get(func(r drill.Report) float64 { return float64(r.LostAcked) }),
+		"duplicates":  get(func(r drill.Report) float64 { return float64(r.Duplicates) }),
 	}
 }

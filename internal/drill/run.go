@@ -242,6 +242,12 @@ func healthy(st admin.ClusterStatus) (admin.MemberStatus, error) {
 	return *primary, nil
 }
 
+// WaitHealthy waits until the cluster is fit for a drill (between drills:
+// the old primary rejoining).
+func (r *Runner) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+	return r.waitHealthy(ctx, timeout)
+}
+
 func (r *Runner) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
