@@ -39,10 +39,7 @@ func Dead(ctx context.Context, js jetstream.JetStream, cfg CommitterConfig, limi
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
+	info := s.CachedInfo() // fetched by Stream
 	var out []DeadWrite
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq && (limit <= 0 || len(out) < limit); {
 		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(cfg.DeadSubject+".>"))
@@ -144,9 +141,6 @@ func deadCount(ctx context.Context, js jetstream.JetStream, cfg CommitterConfig)
 	if err != nil {
 		return 0, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
+	info := s.CachedInfo() // fetched by Stream
 	return info.State.Msgs, nil
 }

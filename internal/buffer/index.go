@@ -135,10 +135,7 @@ func (x *pendingIndex) scanStream(ctx context.Context, js jetstream.JetStream, c
 	if err != nil {
 		return 0, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
+	info := s.CachedInfo() // fetched by Stream
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; {
 		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(cfg.Subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -252,10 +252,7 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return st, err
 	}
-	info, err := str.Info(ctx)
-	if err != nil {
-		return st, err
-	}
+	info := str.CachedInfo() // fetched by Stream
 	st.StreamBatches, st.StreamBytes = info.State.Msgs, info.State.Bytes
 	st.Dead, err = deadCount(ctx, s.js, s.cfg.Committer)
 	return st, err
