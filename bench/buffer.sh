@@ -9,17 +9,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-SUDO=""
-[[ $(id -u) -eq 0 ]] || SUDO=sudo
-
-PGBIN=/usr/lib/postgresql/15/bin
-if [[ ! -x $PGBIN/postgres || ! -x $PGBIN/initdb ]]; then
-  echo "buffer.sh: installing postgresql-15" >&2
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
-fi
-
 NAME=buffer.sh
-# shellcheck source=bench/common.sh
-source bench/common.sh
+# shellcheck source=bench/postgres.sh
+source bench/postgres.sh
 exec go run ./bench/buffer "$@"
