@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -115,30 +113,12 @@ type referenceInput struct {
 // decode reads a JSON body into v: 415 if it is not JSON, 413 if too
 // large, 400 naming the field for anything malformed or unknown.
 func (a *TodoAPI) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if !problem.IsJSON(r) {
 		problem.Write(w, http.StatusUnsupportedMediaType, "Content-Type", "send the body as application/json")
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			problem.Write(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("the body exceeds %d bytes", a.cfg.MaxBody))
-			return false
-		}
-		field := ""
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			field = te.Field
-		} else if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			field = strings.Trim(f, `"`)
-		}
-		problem.Write(w, http.StatusBadRequest, field, "malformed JSON: "+err.Error())
-		return false
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		problem.Write(w, http.StatusBadRequest, "", "malformed JSON: data after the object")
+	if p := problem.DecodeJSON(w, r, a.cfg.MaxBody, v); p != nil {
+		problem.Write(w, p.Status, p.Field, p.Detail)
 		return false
 	}
 	return true

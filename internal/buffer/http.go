@@ -3,13 +3,9 @@ package buffer
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,37 +83,16 @@ type Accepted struct {
 
 func (in *Ingest) postWrite(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if !problem.IsJSON(r) {
 		in.refuse(w, http.StatusUnsupportedMediaType, "", "send the write as application/json")
 		return
 	}
-	limit := int64(in.cfg.MaxPayloadBytes + in.cfg.MaxKeyBytes + 4096)
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
 	var req writeRequest
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			in.refuse(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("the request body exceeds %d bytes", limit))
-			return
-		}
-		in.refuse(w, http.StatusBadRequest, jsonField(err), "malformed JSON: "+err.Error())
-		return
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		in.refuse(w, http.StatusBadRequest, "", "malformed JSON: data after the write object")
+	if p := problem.DecodeJSON(w, r, int64(in.cfg.MaxPayloadBytes+in.cfg.MaxKeyBytes+4096), &req); p != nil {
+		in.refuse(w, p.Status, p.Field, p.Detail)
 		return
 	}
 	in.accept(w, r.Context(), req, start)
-}
-
-// jsonField names the field of an unknown-field error.
-func jsonField(err error) string {
-	const p = "json: unknown field "
-	if s := err.Error(); strings.HasPrefix(s, p) {
-		return strings.Trim(s[len(p):], `"`)
-	}
-	return ""
 }
 
 func (in *Ingest) getIngest(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/problem"
 )
 
 // lookupTimeout bounds the database and JetStream lookups of one request.
@@ -125,10 +127,8 @@ type RedriveResult struct {
 
 func (s *Service) redrive(w http.ResponseWriter, r *http.Request) {
 	var req RedriveRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeProblem(w, http.StatusBadRequest, jsonField(err), "malformed JSON: "+err.Error())
+	if p := problem.DecodeJSON(w, r, 64<<10, &req); p != nil {
+		writeProblem(w, p.Status, p.Field, p.Detail)
 		return
 	}
 	if (req.Key == "") == !req.All {
