@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -345,12 +346,8 @@ func (a *TodoAPI) submit(w http.ResponseWriter, r *http.Request, kind string, tw
 		problem.Write(w, http.StatusServiceUnavailable, "", "the write could not be stored durably ("+err.Error()+"); retry with the same Idempotency-Key")
 		return
 	}
-	w.Header().Set("Location", "/v1/writes/"+escapePath(key))
+	w.Header().Set("Location", "/v1/writes/"+url.PathEscape(key))
 	writeJSON(w, http.StatusAccepted, buffer.Accepted{Key: key, Status: "accepted"})
-}
-
-func escapePath(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), "/", "%2F")
 }
 
 // maxIdempotencyKey bounds Idempotency-Key.
