@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DATA_DIR ?= holdfast-data
 
-.PHONY: build test verify demo deps bench bench-proxy bench-buffer bench-api clean
+.PHONY: build test verify demo deps ui-deps ui bench bench-proxy bench-buffer bench-api clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
@@ -14,9 +14,17 @@ build:
 deps:
 	./scripts/install-deps.sh
 
+# Node.js, Debian's chromium and the dashboard's npm packages (browser test, UI build).
+ui-deps:
+	./scripts/install-ui-deps.sh
+
+# Rebuilds the dashboard bundle (internal/web/dist, embedded in the binary) from internal/web/ui.
+ui: ui-deps
+	cd internal/web/ui && npm run build
+
 # The whole suite: unit, table and integration tests against real PostgreSQL
-# and embedded etcd, with the race detector.
-test: deps
+# and embedded etcd, with the race detector, and the dashboard in a browser.
+test: deps ui-deps
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -74,6 +74,15 @@ func runAPI(args []string, stdout, stderr io.Writer) int {
 	}
 	defer stack.Close()
 	fmt.Fprintf(stdout, "holdfast api: http://%s (ToDo API /v1/todos, tokens /oauth2/token, OpenAPI /openapi.json)\n", stack.Server.Addr())
+	// The dashboard needs the cluster's state.
+	if st, err := openStore(cfg, log); err != nil {
+		fmt.Fprintf(stderr, "holdfast api: no dashboard: %v\n", err)
+	} else {
+		defer st.Close()
+		stack.StartLab(st, cfg, log)
+		defer stack.Lab.Close()
+		fmt.Fprintf(stdout, "holdfast api: dashboard %s\n", stack.DashboardURL())
+	}
 	<-ctx.Done()
 	return exitOK
 }

@@ -50,7 +50,7 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("rate", 200, "writes per second")
 	duration := fs.Duration("duration", 15*time.Second, "length of the load; the fault comes after a third")
 	repeat := fs.Int("repeat", 1, "run the drill K times and report min, median and max")
-	pause := fs.Duration("pause", 5*time.Second, "pause-primary: how long the primary stays stopped")
+	pause := fs.Duration("pause", 5*time.Second, "pause-primary and partition-primary: how long the primary stays stopped or cut off")
 	asJSON := fs.Bool("json", false, "print the report(s) as JSON")
 	fs.Usage = func() { drillUsage(stderr); fmt.Fprintf(stderr, "\nFlags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {

@@ -83,7 +83,7 @@ func BuildStatus(cfg config.Config, snap store.Snapshot) ClusterStatus {
 	for _, r := range cfg.Regions {
 		for _, cm := range r.Members {
 			seen[cm.Name] = true
-			ms := MemberStatus{Name: cm.Name, Region: r.Name, Zone: cm.Zone, Host: cm.Host, Port: cm.Port,
+			ms := MemberStatus{Name: cm.Name, Region: r.Name, Zone: cm.Zone, Host: cm.Host, Port: cm.ReachPort(),
 				Role: cluster.RoleUnknown, State: cluster.StateUnreachable}
 			if m, ok := snap.Members[cm.Name]; ok {
 				fill(&ms, m, snap, primaryLSN, flush)

@@ -250,7 +250,7 @@ func (a *Agent) connInfo(name string, superuser bool) (postgres.ConnInfo, error)
 	if !ok {
 		return postgres.ConnInfo{}, fmt.Errorf("member %q is not in the config", name)
 	}
-	ci := postgres.ConnInfo{Host: m.Host, Port: m.Port, User: a.repl.User, Password: a.repl.Password, AppName: a.me.Name, ConnectTimeout: 2 * time.Second}
+	ci := postgres.ConnInfo{Host: m.Host, Port: m.ReachPort(), User: a.repl.User, Password: a.repl.Password, AppName: a.me.Name, ConnectTimeout: 2 * time.Second}
 	if superuser {
 		ci.User, ci.Password, ci.DBName = a.admin.User, a.admin.Password, "postgres"
 	}

@@ -16,7 +16,7 @@ func lsn(l postgres.LSN) cluster.LSN { return cluster.LSN(l) }
 // every loop interval (the WAL position moves constantly). force writes now.
 func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	m := cluster.Member{
-		Name: a.me.Name, Region: a.region, Zone: a.me.Zone, Host: a.me.Host, Port: a.me.Port,
+		Name: a.me.Name, Region: a.region, Zone: a.me.Zone, Host: a.me.Host, Port: a.me.ReachPort(),
 		State: a.state, Role: cluster.RoleUnknown, Generation: a.topo.Generation,
 		AgentPID: os.Getpid(), PID: a.pg.PID(), Version: Version, LastError: a.lastErr,
 		LoopIntervalMS: a.cfg.Agent.LoopInterval.D().Milliseconds(),

@@ -119,6 +119,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Unwrap lets http.ResponseController reach Flush and deadlines (the
+// dashboard's event stream).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // instrument wraps the whole mux: metrics by route and, if access is set,
 // one structured log line per request.
 func instrument(next http.Handler, m *httpMetrics, access *slog.Logger) http.Handler {

@@ -209,11 +209,28 @@ type Member struct {
 	// Host is the address PostgreSQL listens on and others reach it by.
 	Host string `yaml:"host"`
 	Port int    `yaml:"port"`
+	// AdvertisePort, when set, is the port others reach PostgreSQL by
+	// instead of Port: a port forward, or the fault-injecting link
+	// `holdfast up` runs in front of the member so that a drill can
+	// partition it (every advertise_port that differs from port gets one).
+	AdvertisePort int `yaml:"advertise_port,omitempty"`
 	// MetricsPort serves the agent's Prometheus metrics on Host (0: off).
 	MetricsPort int `yaml:"metrics_port"`
 	// DataDir overrides <data_dir>/members/<name>.
 	DataDir string `yaml:"data_dir,omitempty"`
 }
+
+// ReachPort is the port others connect to: AdvertisePort when set, else Port.
+func (m Member) ReachPort() int {
+	if m.AdvertisePort != 0 {
+		return m.AdvertisePort
+	}
+	return m.Port
+}
+
+// HasLink reports whether the member sits behind a link of its own
+// (AdvertisePort set and different from Port).
+func (m Member) HasLink() bool { return m.AdvertisePort != 0 && m.AdvertisePort != m.Port }
 
 // Default returns the configuration `holdfast up` uses with no config file:
 // cluster demo, region home, three members on 15432-15434.
@@ -301,9 +318,9 @@ func Default() Config {
 		Regions: []Region{{
 			Name: "home",
 			Members: []Member{
-				{Name: "home-a", Zone: "a", Host: "127.0.0.1", Port: 15432, MetricsPort: 19432},
-				{Name: "home-b", Zone: "b", Host: "127.0.0.1", Port: 15433, MetricsPort: 19433},
-				{Name: "home-c", Zone: "c", Host: "127.0.0.1", Port: 15434, MetricsPort: 19434},
+				{Name: "home-a", Zone: "a", Host: "127.0.0.1", Port: 15432, AdvertisePort: 16432, MetricsPort: 19432},
+				{Name: "home-b", Zone: "b", Host: "127.0.0.1", Port: 15433, AdvertisePort: 16433, MetricsPort: 19433},
+				{Name: "home-c", Zone: "c", Host: "127.0.0.1", Port: 15434, AdvertisePort: 16434, MetricsPort: 19434},
 			},
 		}},
 	}

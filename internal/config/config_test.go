@@ -65,6 +65,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"duplicate port", func(c *Config) { c.Regions[0].Members[2].Port = 15432 }, "regions[0].members[2].port: 15432 is used by regions[0].members[0]"},
 		{"duplicate member", func(c *Config) { c.Regions[0].Members[1].Name = "home-a" }, "regions[0].members[1].name"},
 		{"port range", func(c *Config) { c.Regions[0].Members[0].Port = 70000 }, "regions[0].members[0].port: 70000 is not a TCP port"},
+		{"advertise port range", func(c *Config) { c.Regions[0].Members[1].AdvertisePort = -1 }, "regions[0].members[1].advertise_port: -1 is not a TCP port"},
+		{"advertise port taken", func(c *Config) { c.Regions[0].Members[1].AdvertisePort = 15432 }, "regions[0].members[1].advertise_port: 15432 is used by regions[0].members[0]"},
 		{"lease vs renew", func(c *Config) { c.Failover.RenewInterval = Duration(time.Second) }, "failover.lease_ttl: 2s must exceed twice failover.renew_interval"},
 		{"fractional lease", func(c *Config) { c.Failover.LeaseTTL = Duration(2500 * time.Millisecond) }, "failover.lease_ttl: 2.5s must be whole seconds"},
 		{"sync mode", func(c *Config) { c.Failover.SyncMode = "strict" }, "failover.sync_mode"},

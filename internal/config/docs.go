@@ -100,15 +100,16 @@ var fieldDocs = map[string]string{
 	"buffer.append_timeout":   "How long a write may wait to be stored before ingest answers 503 (retry with the same key).",
 	"buffer.redelivery_after": "A batch a committer took and neither committed nor released (it crashed) goes to another committer after this long.",
 
-	"regions":                      "Regions and their members. The first listed member bootstraps a new cluster.",
-	"regions.name":                 "Region name.",
-	"regions.members":              "Members of the region.",
-	"regions.members.name":         "Member name: unique across the cluster; also the replication slot and application_name.",
-	"regions.members.zone":         "Availability zone, informational.",
-	"regions.members.host":         "Address PostgreSQL listens on and other members reach it by.",
-	"regions.members.port":         "PostgreSQL port.",
-	"regions.members.metrics_port": "Port of the agent's Prometheus /metrics on host (0: off).",
-	"regions.members.data_dir":     "Overrides <data_dir>/members/<name>.",
+	"regions":                        "Regions and their members. The first listed member bootstraps a new cluster.",
+	"regions.name":                   "Region name.",
+	"regions.members":                "Members of the region.",
+	"regions.members.name":           "Member name: unique across the cluster; also the replication slot and application_name.",
+	"regions.members.zone":           "Availability zone, informational.",
+	"regions.members.host":           "Address PostgreSQL listens on and other members reach it by.",
+	"regions.members.port":           "PostgreSQL port.",
+	"regions.members.advertise_port": "Port others reach PostgreSQL by when it differs from port (a port forward); holdfast up runs a fault-injecting link there so drills can partition the member. 0: port.",
+	"regions.members.metrics_port":   "Port of the agent's Prometheus /metrics on host (0: off).",
+	"regions.members.data_dir":       "Overrides <data_dir>/members/<name>.",
 }
 
 // MarshalCommented renders the config as YAML with each field's documentation

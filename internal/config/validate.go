@@ -312,6 +312,16 @@ func (c Config) validateRegions() error {
 				return invalid(mf+".port", "%d is used by %s", m.Port, prev)
 			}
 			addrs[addr] = mf
+			if m.HasLink() {
+				if m.AdvertisePort < 1 || m.AdvertisePort > 65535 {
+					return invalid(mf+".advertise_port", "%d is not a TCP port", m.AdvertisePort)
+				}
+				aaddr := net.JoinHostPort(m.Host, fmt.Sprint(m.AdvertisePort))
+				if prev, ok := addrs[aaddr]; ok {
+					return invalid(mf+".advertise_port", "%d is used by %s", m.AdvertisePort, prev)
+				}
+				addrs[aaddr] = mf + ".advertise_port"
+			}
 			if m.MetricsPort != 0 {
 				if m.MetricsPort < 1 || m.MetricsPort > 65535 {
 					return invalid(mf+".metrics_port", "%d is not a TCP port", m.MetricsPort)

@@ -210,6 +210,11 @@ type Load struct {
 	Concurrency int
 	// Timeout bounds one write (its outcome is unknown beyond).
 	Timeout time.Duration
+	// Observe, if set, hears each record as its write completes.
+	Observe func(Record)
+	// Discard keeps no records (a load that runs for hours: Observe sees
+	// them all the same).
+	Discard bool
 
 	mu      sync.Mutex
 	records []Record // guarded by mu
@@ -260,6 +265,12 @@ func (l *Load) one() {
 		r.Outcome = Error
 	default:
 		r.Outcome = Unknown
+	}
+	if l.Observe != nil {
+		l.Observe(r)
+	}
+	if l.Discard {
+		return
 	}
 	l.mu.Lock()
 	l.records = append(l.records, r)

@@ -26,7 +26,7 @@ import (
 
 // Scenarios and paths.
 var (
-	Scenarios = []string{"kill-primary", "kill-node", "pause-primary", "switchover"}
+	Scenarios = []string{"kill-primary", "kill-node", "pause-primary", "switchover", "partition-primary"}
 	Paths     = []string{"direct", "proxy", "buffer"}
 )
 
@@ -37,11 +37,24 @@ type RunConfig struct {
 	// coming after a third of it.
 	Rate     float64
 	Duration time.Duration
-	// PauseFor is how long pause-primary keeps the primary stopped.
+	// PauseFor is how long pause-primary keeps the primary stopped and
+	// partition-primary keeps it cut off.
 	PauseFor time.Duration
 	// Concurrency bounds the writes in flight (default: enough for Rate
 	// at 50 ms each, at least 8).
 	Concurrency int
+	// Observe, if set, hears every write's outcome as it completes (the
+	// dashboard's live charts).
+	Observe func(Record)
+	// Phase, if set, hears the drill's steps: "load", "fault" (at is the
+	// fault's time, what names it), "recovering", "draining", "reconciling".
+	Phase func(phase, what string, at time.Time)
+}
+
+func (c RunConfig) phase(phase, what string, at time.Time) {
+	if c.Phase != nil {
+		c.Phase(phase, what, at)
+	}
 }
 
 // Validate names what is wrong.
@@ -101,6 +114,11 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	if rc.Scenario == "partition-primary" {
+		if m, _, ok := r.Cfg.FindMember(primary.Name); !ok || !m.HasLink() {
+			return Report{}, fmt.Errorf("partition-primary: the primary %s has no fault link in front of it (its advertise_port must differ from its port, and holdfast up runs the link)", primary.Name)
+		}
+	}
 	name := fmt.Sprintf("%s-%s-%d", rc.Scenario, rc.Path, time.Now().UnixMilli())
 	lease, err := r.Store.GrantLease(ctx, 10*time.Second)
 	if err != nil {
@@ -137,7 +155,7 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	if err := r.ensureTable(ctx, primary, adminCred); err != nil {
 		return Report{}, err
 	}
-	writer, err := r.writer(rc.Path, adminCred)
+	writer, err := r.NewWriter(rc.Path)
 	if err != nil {
 		return Report{}, err
 	}
@@ -159,13 +177,14 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 		}
 	}()
 
-	load := &Load{Drill: name, Writer: writer, Rate: rc.Rate, Concurrency: rc.Concurrency, Timeout: 30 * time.Second}
+	load := &Load{Drill: name, Writer: writer, Rate: rc.Rate, Concurrency: rc.Concurrency, Timeout: 30 * time.Second, Observe: rc.Observe}
 	lctx, stopLoad := context.WithTimeout(ctx, rc.Duration)
 	defer stopLoad()
 	start := time.Now()
 	done := make(chan struct{})
 	go func() { load.Run(lctx); close(done) }()
 	r.progress("%s on path %s: %.0f writes/s for %s (fault after %s)", rc.Scenario, rc.Path, rc.Rate, rc.Duration, rc.Duration/3)
+	rc.phase("load", name, start)
 
 	var timeline []Event
 	select {
@@ -175,7 +194,8 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	}
 	fault := time.Now()
 	timeline = append(timeline, Event{Event: "fault: " + rc.Scenario + " " + primary.Name, At: fault})
-	if err := r.inject(ctx, rc, primary); err != nil {
+	rc.phase("fault", rc.Scenario+" "+primary.Name, fault)
+	if err := r.inject(ctx, rc, primary, name, lease); err != nil {
 		stopLoad()
 		<-done
 		return Report{}, fmt.Errorf("inject %s: %w", rc.Scenario, err)
@@ -183,17 +203,20 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	<-done
 	end := time.Now()
 	r.progress("load stopped; waiting for recovery")
+	rc.phase("recovering", "", end)
 	if err := r.waitHealthy(ctx, 2*time.Minute); err != nil {
 		return Report{}, err
 	}
 	if rc.Path == "buffer" {
 		r.progress("waiting for the write buffer to drain")
-		if err := r.waitDrained(ctx, 5*time.Minute); err != nil {
+		rc.phase("draining", "", time.Now())
+		if err := r.waitDrained(ctx, 5*time.Minute, end); err != nil {
 			return Report{}, err
 		}
 	}
 	stopEvents()
 	<-eventsDone
+	rc.phase("reconciling", "", time.Now())
 	for _, e := range clusterEvents {
 		if !e.Time.Before(start) {
 			timeline = append(timeline, Event{Event: strings.TrimSpace(string(e.Kind) + " " + e.Member), At: e.Time})
@@ -242,6 +265,17 @@ func healthy(st admin.ClusterStatus) (admin.MemberStatus, error) {
 	return *primary, nil
 }
 
+// CheckHealthy says whether the cluster is fit for a drill now (nil) or
+// why not (wrapping ErrUnhealthy).
+func (r *Runner) CheckHealthy(ctx context.Context) error {
+	st, err := admin.Status(ctx, r.Store, r.Cfg)
+	if err != nil {
+		return err
+	}
+	_, err = healthy(st)
+	return err
+}
+
 // WaitHealthy waits until the cluster is fit for a drill (between drills:
 // the old primary rejoining).
 func (r *Runner) WaitHealthy(ctx context.Context, timeout time.Duration) error {
@@ -268,8 +302,9 @@ func (r *Runner) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// waitDrained waits until the buffer has nothing pending.
-func (r *Runner) waitDrained(ctx context.Context, timeout time.Duration) error {
+// waitDrained waits until the buffer has nothing pending that was accepted
+// before end: other traffic (the dashboard's load) may keep it busy.
+func (r *Runner) waitDrained(ctx context.Context, timeout time.Duration, end time.Time) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+r.Cfg.API.Addr+"/v1/buffer/status", nil)
@@ -279,8 +314,11 @@ func (r *Runner) waitDrained(ctx context.Context, timeout time.Duration) error {
 			var st buffer.Status
 			err = json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
-			if err == nil && resp.StatusCode == http.StatusOK && st.Pending == 0 {
-				return nil
+			if err == nil && resp.StatusCode == http.StatusOK {
+				oldest := time.Now().Add(-time.Duration(st.OldestPendingSeconds * float64(time.Second)))
+				if st.Pending == 0 || oldest.After(end) {
+					return nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -309,8 +347,35 @@ func (r *Runner) ensureTable(ctx context.Context, primary admin.MemberStatus, cr
 		"GRANT INSERT, SELECT ON drill_writes TO " + pgx.Identifier{r.Cfg.Postgres.AppUser}.Sanitize()})
 }
 
-// writer builds the path's writer.
-func (r *Runner) writer(path string, adminCred config.Credentials) (Writer, error) {
+// Prepare creates the drills' table on the primary (the dashboard's load
+// does this before writing; Run does it itself).
+func (r *Runner) Prepare(ctx context.Context) error {
+	st, err := admin.Status(ctx, r.Store, r.Cfg)
+	if err != nil {
+		return err
+	}
+	var primary *admin.MemberStatus
+	for i, m := range st.Members {
+		if m.Role == cluster.RolePrimary && m.Leader {
+			primary = &st.Members[i]
+		}
+	}
+	if primary == nil {
+		return fmt.Errorf("%w: no running primary", ErrUnhealthy)
+	}
+	adminCred, _, err := r.Cfg.LoadSecrets()
+	if err != nil {
+		return err
+	}
+	return r.ensureTable(ctx, *primary, adminCred)
+}
+
+// NewWriter builds the writer of a path.
+func (r *Runner) NewWriter(path string) (Writer, error) {
+	adminCred, _, err := r.Cfg.LoadSecrets()
+	if err != nil {
+		return nil, err
+	}
 	switch path {
 	case "direct":
 		// An application without a proxy: it asks who the primary is and
@@ -338,16 +403,17 @@ func (r *Runner) writer(path string, adminCred config.Credentials) (Writer, erro
 		dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(app.User, app.Password), Host: r.Cfg.Proxy.WriterAddr,
 			Path: "/" + app.Database, RawQuery: "sslmode=disable&connect_timeout=5"}).String()
 		return &SQLWriter{Conns: 16, Target: func(context.Context) (string, error) { return dsn, nil }}, nil
-	default:
+	case "buffer":
 		if !r.Cfg.API.Enabled || !r.Cfg.Buffer.Enabled {
 			return nil, errors.New("path buffer: api.enabled and buffer.enabled must be true")
 		}
 		return &BufferWriter{URL: "http://" + r.Cfg.API.Addr, Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}, nil
 	}
+	return nil, fmt.Errorf("unknown path %q (paths: %s)", path, strings.Join(Paths, ", "))
 }
 
 // inject causes the scenario's fault.
-func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberStatus) error {
+func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberStatus, drill string, lease store.LeaseID) error {
 	signal := func(pid int, sig syscall.Signal) error {
 		if pid <= 0 {
 			return fmt.Errorf("no pid known for %s", primary.Name)
@@ -369,6 +435,19 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 		}
 		return nil
 	}
+	// afterPause undoes a fault after rc.PauseFor, or at once when the
+	// drill is cancelled.
+	afterPause := func(undo func()) {
+		go func() {
+			t := time.NewTimer(rc.PauseFor)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			undo()
+		}()
+	}
 	switch rc.Scenario {
 	case "kill-primary":
 		return signal(primary.PID, syscall.SIGKILL)
@@ -378,15 +457,21 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 		if err := node(syscall.SIGSTOP); err != nil {
 			return err
 		}
-		go func() {
-			t := time.NewTimer(rc.PauseFor)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-ctx.Done():
+		afterPause(func() { _ = node(syscall.SIGCONT) })
+		return nil
+	case "partition-primary":
+		// holdfast up cuts the member's links; the fault lives under the
+		// drill's lease, so it heals by itself if the drill dies.
+		if err := r.Store.SetFault(ctx, primary.Name, store.Fault{Mode: store.FaultPartition, By: drill}, lease); err != nil {
+			return err
+		}
+		afterPause(func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := r.Store.ClearFault(cctx, primary.Name); err != nil {
+				r.progress("heal %s: %v (the fault ends with the drill's lease)", primary.Name, err)
 			}
-			_ = node(syscall.SIGCONT)
-		}()
+		})
 		return nil
 	case "switchover":
 		go func() {

@@ -62,7 +62,7 @@ func (s *Supervisor) spawn(p *agentProc) error {
 	done := make(chan struct{})
 	cmd := exec.Command(s.cfg.Binary, "agent", "--config", s.ConfigPath, "--member", p.name)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), s.agentEnv(p.name)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	go func() {
 		runtime.LockOSThread()

@@ -16,6 +16,8 @@ import (
 	"github.com/holdfast/holdfast/internal/buffer"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/oauth"
+	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/web"
 )
 
 // DemoClient is the OAuth2 client holdfast up creates, with both scopes;
@@ -31,7 +33,9 @@ const (
 type APIStack struct {
 	Buffer *buffer.Service // nil when buffer.enabled is false
 	Server *api.Server     // nil when api.enabled is false
+	Lab    *web.Lab        // nil until StartLab
 
+	adminToken     string
 	writer, reader *pgxpool.Pool
 	access         *os.File
 }
@@ -78,6 +82,7 @@ func StartAPIStack(ctx context.Context, d config.Config, app config.Credentials,
 		return nil, err
 	}
 	a.Server.SetAdminToken(token)
+	a.adminToken = token
 	if a.Buffer != nil {
 		a.Buffer.RegisterAdmin(a.Server.Mux(), a.Server.Guard)
 	}
@@ -182,8 +187,30 @@ func EnsureDemoClient(d config.Config) (string, error) {
 	return envPath, os.WriteFile(envPath, []byte(content), 0o600)
 }
 
-// Close stops the server, then the buffer, and closes the pools.
+// StartLab adds the lab's dashboard to the api server (at /, opened with
+// DashboardURL). It needs the cluster's store.
+func (a *APIStack) StartLab(st *store.Store, d config.Config, log *slog.Logger) {
+	if a.Server == nil || a.Lab != nil {
+		return
+	}
+	a.Lab = web.New(web.Config{Store: st, Deployment: d, AdminToken: a.adminToken, Buffer: a.Buffer}, log)
+	a.Lab.Register(a.Server.Mux())
+	a.Lab.Start()
+}
+
+// DashboardURL opens the dashboard (it carries the admin token).
+func (a *APIStack) DashboardURL() string {
+	if a.Lab == nil {
+		return ""
+	}
+	return web.URL(a.Server.Addr(), a.adminToken)
+}
+
+// Close stops the lab, the server, then the buffer, and closes the pools.
 func (a *APIStack) Close() {
+	if a.Lab != nil {
+		a.Lab.Close()
+	}
 	if a.Server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = a.Server.Close(ctx)

@@ -56,7 +56,7 @@ func appDSN(d config.Config, app config.Credentials, reader bool) string {
 		var hosts []string
 		for _, r := range d.Regions {
 			for _, m := range r.Members {
-				hosts = append(hosts, net.JoinHostPort(m.Host, fmt.Sprint(m.Port)))
+				hosts = append(hosts, net.JoinHostPort(m.Host, fmt.Sprint(m.ReachPort())))
 			}
 		}
 		u.Host = strings.Join(hosts, ",")

@@ -10,7 +10,7 @@ import (
 	"github.com/holdfast/holdfast/internal/drill"
 )
 
-// TestDrills runs drills on holdfast up at a small rate and checks the
+// TestDrills runs every drill on holdfast up at a small rate and checks the
 // invariants: no acknowledged write lost and none duplicated on the proxy
 // and buffer paths, no error at all on the buffer path, and reports whose
 // figures agree with themselves.
@@ -27,15 +27,20 @@ func TestDrills(t *testing.T) {
 	if _, err := r.Run(ctx, drill.RunConfig{Scenario: "unplug", Path: "proxy", Rate: 10, Duration: 3 * time.Second}); err == nil {
 		t.Fatal("an unknown scenario was accepted")
 	}
-	for _, tt := range []struct{ scenario, path string }{
-		{"kill-primary", "direct"}, {"kill-primary", "proxy"}, {"kill-primary", "buffer"},
-		{"switchover", "proxy"}, {"kill-node", "buffer"},
-	} {
+	// Every scenario on every path, on one cluster.
+	type pair struct{ scenario, path string }
+	var pairs []pair
+	for _, s := range drill.Scenarios {
+		for _, p := range drill.Paths {
+			pairs = append(pairs, pair{s, p})
+		}
+	}
+	for _, tt := range pairs {
 		// The previous drill's old primary must rejoin before the next
 		// drill finds the cluster healthy.
 		var rep drill.Report
 		for attempt := 0; ; attempt++ {
-			rep, err = r.Run(ctx, drill.RunConfig{Scenario: tt.scenario, Path: tt.path, Rate: 40, Duration: 4 * time.Second})
+			rep, err = r.Run(ctx, drill.RunConfig{Scenario: tt.scenario, Path: tt.path, Rate: 40, Duration: 4 * time.Second, PauseFor: 3 * time.Second})
 			if !errors.Is(err, drill.ErrUnhealthy) || attempt == 60 {
 				break
 			}

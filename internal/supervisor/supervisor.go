@@ -62,8 +62,9 @@ type Supervisor struct {
 	ConfigPath string
 
 	mu     sync.Mutex
-	agents map[string]*agentProc // guarded by mu
-	closed bool                  // guarded by mu
+	agents map[string]*agentProc   // guarded by mu
+	links  map[string]*memberLinks // guarded by mu
+	closed bool                    // guarded by mu
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,11 +96,19 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if cfg.Deployment.API.AccessLog == "" {
 		cfg.Deployment.API.AccessLog = filepath.Join(cfg.Deployment.DataDir, "logs", "api-access.log")
 	}
-	return &Supervisor{cfg: cfg, d: cfg.Deployment, log: log.With("component", "supervisor"), agents: map[string]*agentProc{}}, nil
+	return &Supervisor{cfg: cfg, d: cfg.Deployment, log: log.With("component", "supervisor"), agents: map[string]*agentProc{}, links: map[string]*memberLinks{}}, nil
 }
 
 func (s *Supervisor) printf(format string, args ...any) {
 	fmt.Fprintf(s.cfg.Out, format+"\n", args...)
+}
+
+// DashboardURL opens the lab's dashboard ("" without an api server).
+func (s *Supervisor) DashboardURL() string {
+	if s.stack == nil {
+		return ""
+	}
+	return s.stack.DashboardURL()
 }
 
 // Store is the supervisor's etcd client (valid after Open).
@@ -151,6 +160,12 @@ func (s *Supervisor) Open(ctx context.Context) error {
 		return err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.startLinks(); err != nil {
+		_ = s.Close(context.Background())
+		return err
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.applyFaults(s.ctx) }()
 	if !s.cfg.QuietEvents {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.printEvents(s.ctx) }()
@@ -191,6 +206,7 @@ func (s *Supervisor) Open(ctx context.Context) error {
 		_ = s.Close(context.Background())
 		return err
 	}
+	s.stack.StartLab(s.st, s.d, s.log)
 	s.printEndpoints(primary)
 	return nil
 }
@@ -239,6 +255,11 @@ func (s *Supervisor) preflight() error {
 		for _, m := range r.Members {
 			if err := check("member "+m.Name, net.JoinHostPort(m.Host, fmt.Sprint(m.Port))); err != nil {
 				return err
+			}
+			if m.HasLink() {
+				if err := check("member "+m.Name+" link", net.JoinHostPort(m.Host, fmt.Sprint(m.AdvertisePort))); err != nil {
+					return err
+				}
 			}
 			if m.MetricsPort != 0 {
 				if err := check("member "+m.Name+" metrics", net.JoinHostPort(m.Host, fmt.Sprint(m.MetricsPort))); err != nil {
@@ -342,7 +363,7 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 			if m.MetricsPort != 0 {
 				metrics = fmt.Sprintf("  metrics http://%s:%d/metrics", m.Host, m.MetricsPort)
 			}
-			s.printf("  member %-10s postgresql://%s:%d  (region %s, zone %s)%s", m.Name, m.Host, m.Port, r.Name, m.Zone, metrics)
+			s.printf("  member %-10s postgresql://%s:%d  (region %s, zone %s)%s", m.Name, m.Host, m.ReachPort(), r.Name, m.Zone, metrics)
 		}
 	}
 	if s.proxy != nil {
@@ -366,6 +387,9 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 			s.printf("                  (acknowledged once fsynced in JetStream at %s; committed exactly once; holdfast buffer status)", s.stack.Buffer.NATSURL())
 		}
 		s.printf("  api metrics     http://%s/metrics  (admin token: %s)", a, s.d.API.AdminTokenFile)
+		if u := s.stack.DashboardURL(); u != "" {
+			s.printf("  dashboard       %s  (load, drills, switchover; the link carries the admin token)", u)
+		}
 	}
 	s.printf("  etcd            %v (metrics at %s/metrics)", s.d.Etcd.Endpoints, s.d.Etcd.ClientURL)
 	s.printf("  credentials     %s (role %s), %s (superuser)", filepath.Join(s.d.Postgres.SecretsDir, config.AppSecrets), s.d.Postgres.AppUser, filepath.Join(s.d.Postgres.SecretsDir, config.AdminSecrets))
@@ -418,6 +442,9 @@ func (s *Supervisor) Close(ctx context.Context) error {
 		}
 		cancel()
 	}
+	// A partition in progress would stop the primary from handing its
+	// last WAL to the replicas.
+	s.healAll()
 	primary := ""
 	if s.st != nil {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -441,6 +468,7 @@ func (s *Supervisor) Close(ctx context.Context) error {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.closeLinks()
 	if s.st != nil {
 		_ = s.st.Close()
 	}

@@ -27,6 +27,7 @@ func ClusterConfig(t testing.TB, cluster string) config.Config {
 	cfg.Buffer.EmbeddedAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	for i := range cfg.Regions[0].Members {
 		cfg.Regions[0].Members[i].Port = FreePort(t)
+		cfg.Regions[0].Members[i].AdvertisePort = FreePort(t)
 		cfg.Regions[0].Members[i].MetricsPort = FreePort(t)
 	}
 	return cfg

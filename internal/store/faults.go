@@ -1,0 +1,118 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Fault is a network fault a drill asks for: `holdfast up` carries it out
+// on the fault links in front of the member (see internal/faultlink).
+type Fault struct {
+	// Mode is FaultPartition.
+	Mode string `json:"mode"`
+	// By names who asked (the drill).
+	By string `json:"by"`
+}
+
+// FaultPartition cuts a member off from etcd and from every client and
+// peer.
+const FaultPartition = "partition"
+
+func (s *Store) faultsPrefix() string { return s.prefix + "faults/" }
+
+// SetFault asks for fault f on member, under lease: when the asker dies the
+// lease expires and the fault heals by itself.
+func (s *Store) SetFault(ctx context.Context, member string, f Fault, lease LeaseID) error {
+	if err := validName(member); err != nil {
+		return err
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.cli.Put(ctx, s.faultsPrefix()+member, string(b), clientv3.WithLease(clientv3.LeaseID(lease)))
+	return wrapErr(ctx, "set fault", err)
+}
+
+// ClearFault heals member.
+func (s *Store) ClearFault(ctx context.Context, member string) error {
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.cli.Delete(ctx, s.faultsPrefix()+member)
+	return wrapErr(ctx, "clear fault", err)
+}
+
+// Faults reads the faults asked for, by member, and the revision read at.
+func (s *Store) Faults(ctx context.Context) (map[string]Fault, int64, error) {
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.faultsPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, wrapErr(ctx, "get faults", err)
+	}
+	out := map[string]Fault{}
+	for _, kv := range resp.Kvs {
+		member := strings.TrimPrefix(string(kv.Key), s.faultsPrefix())
+		var f Fault
+		if err := json.Unmarshal(kv.Value, &f); err != nil || f.Mode != FaultPartition {
+			s.log.Warn("skipping undecodable fault", "key", string(kv.Key), "err", fmt.Sprint(err))
+			continue
+		}
+		out[member] = f
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// WatchFaults sends the complete set of faults at start and after every
+// change. It reads again after any watch failure, so the last set sent is
+// always one the store held. The channel is closed when ctx ends or the
+// Store is closed.
+func (s *Store) WatchFaults(ctx context.Context) <-chan map[string]Fault {
+	out := make(chan map[string]Fault, 1)
+	started := s.goWatch(ctx, func(ctx context.Context) {
+		defer close(out)
+		var bo backoff
+		for ctx.Err() == nil {
+			faults, rev, err := s.Faults(ctx)
+			if err != nil {
+				if !sleepCtx(ctx, bo.delay()) {
+					return
+				}
+				continue
+			}
+			bo.reset()
+			select {
+			case out <- faults:
+			case <-ctx.Done():
+				return
+			}
+			// Wait for the next change, then read the whole set again.
+			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			wch := s.cli.Watch(wctx, s.faultsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+			select {
+			case <-wch:
+			case <-ctx.Done():
+			}
+			cancel()
+		}
+	})
+	if !started {
+		close(out)
+	}
+	return out
+}

@@ -1,0 +1,190 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/faultlink"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// memberLinks are the fault links of one member: in front of its
+// PostgreSQL (every client and peer connects through it) and between its
+// agent and etcd. Cutting both partitions the member.
+type memberLinks struct {
+	pg   *faultlink.Link
+	etcd []*faultlink.Link // one per etcd endpoint
+}
+
+// etcdEndpoints are the addresses the member's agent is given instead of
+// etcd's own.
+func (l *memberLinks) etcdEndpoints() string {
+	var eps []string
+	for _, e := range l.etcd {
+		eps = append(eps, e.Addr())
+	}
+	return strings.Join(eps, ",")
+}
+
+func (l *memberLinks) cut() {
+	l.pg.Cut()
+	for _, e := range l.etcd {
+		e.Cut()
+	}
+}
+
+func (l *memberLinks) heal() {
+	l.pg.Heal()
+	for _, e := range l.etcd {
+		e.Heal()
+	}
+}
+
+func (l *memberLinks) close() {
+	_ = l.pg.Close()
+	for _, e := range l.etcd {
+		_ = e.Close()
+	}
+}
+
+// endpointHostPort is host:port of an etcd endpoint ("host:port" or a URL).
+func endpointHostPort(ep string) (string, error) {
+	if strings.Contains(ep, "://") {
+		u, err := url.Parse(ep)
+		if err != nil {
+			return "", err
+		}
+		if u.Scheme != "http" {
+			return "", fmt.Errorf("etcd endpoint %s: fault links forward plain http only", ep)
+		}
+		return u.Host, nil
+	}
+	if _, _, err := net.SplitHostPort(ep); err != nil {
+		return "", fmt.Errorf("etcd endpoint %s: %w", ep, err)
+	}
+	return ep, nil
+}
+
+// startLinks starts the links of every member whose advertise_port differs
+// from its port.
+func (s *Supervisor) startLinks() error {
+	for _, r := range s.d.Regions {
+		for _, m := range r.Members {
+			if !m.HasLink() {
+				continue
+			}
+			if err := s.startMemberLinks(m); err != nil {
+				s.closeLinks()
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Supervisor) startMemberLinks(m config.Member) error {
+	pg, err := faultlink.Listen(net.JoinHostPort(m.Host, fmt.Sprint(m.AdvertisePort)), net.JoinHostPort(m.Host, fmt.Sprint(m.Port)))
+	if err != nil {
+		return fmt.Errorf("member %s: fault link on advertise_port %d: %w", m.Name, m.AdvertisePort, err)
+	}
+	l := &memberLinks{pg: pg}
+	for _, ep := range s.d.Etcd.Endpoints {
+		target, err := endpointHostPort(ep)
+		if err != nil {
+			l.close()
+			return err
+		}
+		el, err := faultlink.Listen("127.0.0.1:0", target)
+		if err != nil {
+			l.close()
+			return fmt.Errorf("member %s: fault link to etcd: %w", m.Name, err)
+		}
+		l.etcd = append(l.etcd, el)
+	}
+	s.mu.Lock()
+	s.links[m.Name] = l
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Supervisor) closeLinks() {
+	s.mu.Lock()
+	links := s.links
+	s.links = map[string]*memberLinks{}
+	s.mu.Unlock()
+	for _, l := range links {
+		l.close()
+	}
+}
+
+// healAll lets everything through (shutdown: the primary must reach its
+// replicas to stop cleanly).
+func (s *Supervisor) healAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.links {
+		l.heal()
+	}
+}
+
+// agentEnv is what member name's agent gets on top of our environment: its
+// etcd endpoints through its links.
+func (s *Supervisor) agentEnv(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.links[name]; ok && len(l.etcd) > 0 {
+		return []string{config.EnvPrefix + "ETCD_ENDPOINTS=" + l.etcdEndpoints()}
+	}
+	return nil
+}
+
+// applyFaults carries out the faults drills ask for in etcd, until ctx
+// ends. A fault asked for a member without links is reported and ignored.
+func (s *Supervisor) applyFaults(ctx context.Context) {
+	active := map[string]store.Fault{}
+	for faults := range s.st.WatchFaults(ctx) {
+		s.mu.Lock()
+		links := s.links
+		s.mu.Unlock()
+		for name, f := range faults {
+			if _, ok := active[name]; ok {
+				continue
+			}
+			l, ok := links[name]
+			if !ok {
+				s.printf("fault %s on %s asked by %s: the member has no fault link (set advertise_port); ignored", f.Mode, name, f.By)
+				continue
+			}
+			l.cut()
+			active[name] = f
+			s.faultEvent(ctx, "partitioned", name, fmt.Sprintf("%s cut off from etcd, clients and peers (asked by %s)", name, f.By))
+		}
+		for name := range active {
+			if _, still := faults[name]; still {
+				continue
+			}
+			if l, ok := links[name]; ok {
+				l.heal()
+			}
+			delete(active, name)
+			s.faultEvent(ctx, "healed", name, name+" reachable again")
+		}
+	}
+}
+
+func (s *Supervisor) faultEvent(ctx context.Context, kind, member, msg string) {
+	if !s.cfg.QuietEvents {
+		s.printf("fault: %s", msg)
+	}
+	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.st.AppendEvent(ectx, cluster.Event{Time: time.Now(), Kind: kind, Member: member, Message: msg}); err != nil {
+		s.log.Warn("record fault event", "err", err)
+	}
+}

@@ -1,0 +1,178 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/proxy"
+)
+
+// tickLoop sends a tick a second: the cluster as it is now and the second
+// of traffic that just ended.
+func (l *Lab) tickLoop() {
+	counter := &recordCounter{conns: map[string]*pgx.Conn{}}
+	defer counter.close()
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.doTick(counter, client)
+	}
+}
+
+func (l *Lab) doTick(counter *recordCounter, client *http.Client) {
+	ctx, cancel := context.WithTimeout(l.ctx, 900*time.Millisecond)
+	defer cancel()
+	tick := Tick{Now: time.Now()}
+	st, err := admin.Status(ctx, l.cfg.Store, l.cfg.Deployment)
+	if err != nil {
+		tick.Cluster = ClusterView{Cluster: l.cfg.Deployment.Cluster, Members: []Member{}, Error: err.Error()}
+	} else {
+		tick.Cluster = ClusterView{Cluster: st.Cluster, Primary: st.Primary, Generation: st.Generation, Paused: st.Paused}
+		counts := counter.count(ctx, st.Members, l.memberDSN)
+		for _, m := range st.Members {
+			tick.Cluster.Members = append(tick.Cluster.Members, Member{MemberStatus: m, Records: counts[m.Name]})
+		}
+	}
+	if d := l.cfg.Deployment; d.Proxy.Enabled && d.Proxy.AdminAddr != "" {
+		tick.Proxy = proxyStatus(ctx, client, d.Proxy.AdminAddr)
+	}
+	if l.cfg.Buffer != nil {
+		if bs, err := l.cfg.Buffer.Status(ctx); err == nil {
+			tick.Buffer = &BufferView{Pending: bs.Pending, Dead: bs.Dead}
+		}
+	}
+	var waiting int64
+	if tick.Proxy != nil {
+		waiting = tick.Proxy.Waiting
+	}
+	buckets := l.series.close(time.Now(), waiting)
+	l.mu.Lock()
+	if l.load != nil {
+		l.load.sample()
+	}
+	tick.Load, tick.Drill = l.loadStateLocked(), l.drill
+	if len(buckets) > 0 {
+		b := buckets[len(buckets)-1]
+		tick.Bucket = &b
+	}
+	l.tick = tick
+	l.mu.Unlock()
+	// One tick per second closed, so that a late tick loses no chart point.
+	for i := range buckets {
+		t := tick
+		t.Bucket = &buckets[i]
+		l.hub.broadcast("tick", t)
+	}
+	if len(buckets) == 0 {
+		l.hub.broadcast("tick", tick)
+	}
+}
+
+func proxyStatus(ctx context.Context, client *http.Client, addr string) *proxy.Status {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/status", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var st proxy.Status
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return nil
+	}
+	return &st
+}
+
+// memberDSN reaches a member as the administrator, the way clients do.
+func (l *Lab) memberDSN(m admin.MemberStatus) string {
+	cred, _, err := l.cfg.Deployment.LoadSecrets()
+	if err != nil {
+		return ""
+	}
+	return (&url.URL{Scheme: "postgres", User: url.UserPassword(cred.User, cred.Password), Host: fmt.Sprintf("%s:%d", m.Host, m.Port),
+		Path: "/" + l.cfg.Deployment.Postgres.AppDatabase, RawQuery: "sslmode=disable&connect_timeout=1"}).String()
+}
+
+func isUndefinedTable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42P01"
+}
+
+// recordCounter reads the drill table's row count from each member itself,
+// over a connection kept per member.
+type recordCounter struct {
+	mu    sync.Mutex
+	conns map[string]*pgx.Conn
+}
+
+func (c *recordCounter) count(ctx context.Context, members []admin.MemberStatus, dsn func(admin.MemberStatus) string) map[string]*int64 {
+	out := map[string]*int64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n, ok := c.one(ctx, m, dsn); ok {
+				mu.Lock()
+				out[m.Name] = &n
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (c *recordCounter) one(ctx context.Context, m admin.MemberStatus, dsn func(admin.MemberStatus) string) (int64, bool) {
+	c.mu.Lock()
+	conn := c.conns[m.Name]
+	delete(c.conns, m.Name)
+	c.mu.Unlock()
+	if conn == nil || conn.IsClosed() || conn.Config().Port != uint16(m.Port) {
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+		var err error
+		if conn, err = pgx.Connect(ctx, dsn(m)); err != nil {
+			return 0, false
+		}
+	}
+	var n int64
+	err := conn.QueryRow(ctx, "SELECT count(*) FROM drill_writes").Scan(&n)
+	if err != nil && !isUndefinedTable(err) {
+		// A timeout leaves the connection mid-query: start afresh.
+		_ = conn.Close(context.Background())
+		return 0, false
+	}
+	c.mu.Lock()
+	c.conns[m.Name] = conn
+	c.mu.Unlock()
+	return n, true
+}
+
+func (c *recordCounter) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		_ = conn.Close(context.Background())
+	}
+}
