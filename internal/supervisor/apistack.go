@@ -193,7 +193,7 @@ func (a *APIStack) StartLab(st *store.Store, d config.Config, log *slog.Logger) 
 	if a.Server == nil || a.Lab != nil {
 		return
 	}
-	a.Lab = web.New(web.Config{Store: st, Deployment: d, AdminToken: a.adminToken, Buffer: a.Buffer}, log)
+	a.Lab = web.New(web.Config{Store: st, Deployment: d, AdminToken: a.adminToken, Buffer: a.Buffer, Registerer: a.Server.Registry()}, log)
 	a.Lab.Register(a.Server.Mux())
 	a.Lab.Start()
 }

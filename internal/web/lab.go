@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/internal/admin"
 	"github.com/holdfast/holdfast/internal/buffer"
@@ -50,16 +51,19 @@ type Config struct {
 	Buffer *buffer.Service
 	// History is how many seconds of traffic the charts keep (default 300).
 	History int
+	// Registerer receives the lab's metrics (nil: not exported).
+	Registerer prometheus.Registerer
 }
 
 // Lab is the dashboard's server side.
 type Lab struct {
-	cfg    Config
-	log    *slog.Logger
-	runner *drill.Runner
-	series *series
-	hub    *hub
-	ports  map[string]string // "port N" -> member
+	cfg     Config
+	log     *slog.Logger
+	runner  *drill.Runner
+	series  *series
+	hub     *hub
+	metrics *metrics
+	ports   map[string]string // "port N" -> member
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -161,7 +165,7 @@ func New(cfg Config, log *slog.Logger) *Lab {
 	if cfg.History <= 0 {
 		cfg.History = 300
 	}
-	l := &Lab{cfg: cfg, log: log.With("component", "lab"), hub: newHub(), ports: map[string]string{}}
+	l := &Lab{cfg: cfg, log: log.With("component", "lab"), hub: newHub(), ports: map[string]string{}, metrics: newMetrics(cfg.Registerer)}
 	for _, r := range cfg.Deployment.Regions {
 		for _, m := range r.Members {
 			l.ports[fmt.Sprintf("port %d", m.Port)] = m.Name
@@ -450,7 +454,7 @@ func (l *Lab) postLoad(w http.ResponseWriter, r *http.Request) {
 	rl := &runningLoad{path: req.Path, rate: req.Rate, started: time.Now(), cancel: stop, done: make(chan struct{})}
 	load := &drill.Load{Drill: fmt.Sprintf("lab-load-%d", time.Now().UnixMilli()), Writer: writer, Rate: req.Rate,
 		Concurrency: max(8, int(req.Rate/20)), Timeout: 30 * time.Second, Discard: true,
-		Observe: func(rec drill.Record) { l.series.add(rec); rl.observe() }}
+		Observe: func(rec drill.Record) { l.series.add(rec); l.metrics.write(req.Path, rec); rl.observe() }}
 	go func() {
 		defer close(rl.done)
 		defer writer.Close()
@@ -554,7 +558,7 @@ func (l *Lab) postDrill(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusServiceUnavailable, "", err.Error()+"; wait until status shows a primary and a synchronous replica")
 		return
 	}
-	rc.Observe = l.series.add
+	rc.Observe = func(rec drill.Record) { l.series.add(rec); l.metrics.write(rc.Path, rec) }
 	rc.Phase = func(phase, what string, at time.Time) {
 		l.mu.Lock()
 		l.drill.Phase = phase
@@ -581,9 +585,12 @@ func (l *Lab) postDrill(w http.ResponseWriter, r *http.Request) {
 		}
 		l.mu.Unlock()
 		if err != nil {
+			l.metrics.drills.WithLabelValues(rc.Scenario, rc.Path, "failed").Inc()
 			l.labEvent("drill-failed", "", "drill %s on %s failed: %v", rc.Scenario, rc.Path, err)
 			return
 		}
+		l.metrics.drills.WithLabelValues(rc.Scenario, rc.Path, "done").Inc()
+		l.metrics.lost.WithLabelValues(rc.Scenario, rc.Path).Add(float64(rep.LostAcked))
 		l.labEvent("drill-done", "", "drill %s on %s: %d ok, %d errors, %d unknown, %d lost, %d duplicates, downtime %d ms",
 			rep.Scenario, rep.Path, rep.OK, rep.Errors, rep.Unknown, rep.LostAcked, rep.Duplicates, rep.DowntimeMS)
 		l.hub.broadcast("report", rep)
