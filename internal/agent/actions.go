@@ -32,7 +32,12 @@ func (a *Agent) execute(ctx context.Context, p cluster.Plan) error {
 	case cluster.ActPromote:
 		return a.campaign(ctx, p.Reason)
 	case cluster.ActFollow:
-		return a.follow(ctx, p.Target)
+		if err := a.follow(ctx, p.Target); err != nil {
+			return err
+		}
+		return a.maintainStandbyLeader(ctx)
+	case cluster.ActLeadStandby:
+		return a.leadStandby(ctx, p.Reason)
 	case cluster.ActStartStandby:
 		return a.startStandby(ctx)
 	case cluster.ActHandover:
@@ -213,6 +218,47 @@ func (a *Agent) campaign(ctx context.Context, why string) error {
 	return a.promote(ctx)
 }
 
+// leadStandby takes our standby region's leader key without promoting. The
+// topology is written back unchanged in the same transaction: if the
+// primary region changed meanwhile (a region failover), the compare fails
+// and nobody becomes a leader on a stale view.
+func (a *Agent) leadStandby(ctx context.Context, why string) error {
+	if !a.leaseValid() {
+		return errors.New("lead standby region: lease not valid")
+	}
+	lease, _ := a.currentLease()
+	ok, leader, err := a.st.Campaign(ctx, a.region, a.me.Name, lease, a.topoRev, a.topo)
+	if err != nil {
+		return fmt.Errorf("lead standby region: %w", err)
+	}
+	if !ok {
+		a.log.Info("lost the race for the standby leader key", "leader", leader)
+		return a.refresh(ctx)
+	}
+	a.leader = leader
+	if err := a.refresh(ctx); err != nil {
+		a.log.Warn("re-read after campaign", "err", err)
+	}
+	a.event(ctx, cluster.EventStandbyLeader, "standby leader of region %s (%s)", a.region, why)
+	return a.maintainStandbyLeader(ctx)
+}
+
+// maintainStandbyLeader keeps, on a standby leader, the replication slots
+// of the members cascading from it.
+func (a *Agent) maintainStandbyLeader(ctx context.Context) error {
+	if a.leader == nil || a.leader.Member != a.me.Name || a.region == a.topo.PrimaryRegion || !a.pg.Running() {
+		return nil
+	}
+	if time.Since(a.lastMaint) < a.cfg.Agent.LoopInterval.D()/2 {
+		return nil
+	}
+	a.lastMaint = time.Now()
+	if err := a.pg.EnsureSlots(ctx, a.regionSlots()); err != nil {
+		a.log.Warn("replication slots on the standby leader", "err", err)
+	}
+	return nil
+}
+
 // promote turns our standby into the primary. We hold the key.
 func (a *Agent) promote(ctx context.Context) error {
 	a.leading.Store(true)
@@ -287,7 +333,11 @@ func (a *Agent) startAsStandby(ctx context.Context, upstream string) error {
 // follow makes this member a streaming replica of leader.
 func (a *Agent) follow(ctx context.Context, leader string) error {
 	lm, ok := a.members[leader]
-	if !ok || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning {
+	// In a standby region the upstream may be the region's standby leader:
+	// a running standby can serve base backups and stream to us.
+	standbyLeader := ok && lm.Region == a.region && a.region != a.topo.PrimaryRegion && lm.Role == cluster.RoleReplica &&
+		lm.State == cluster.StateRunning && a.leader != nil && a.leader.Member == leader
+	if !standbyLeader && (!ok || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
 		// The new leader has not finished promoting; a standby can already
 		// stream from it (cascading), but copying data needs a primary.
 		if !a.pg.IsInitialized() || a.needsRewind() {

@@ -60,9 +60,12 @@ type Agent struct {
 	exitCh <-chan struct{}
 
 	// Everything below is owned by the Run goroutine.
-	topo       cluster.Topology
-	topoRev    int64
-	leader     *cluster.Leader
+	topo    cluster.Topology
+	topoRev int64
+	leader  *cluster.Leader
+	// leaders holds every region's leader (the primary region's one is the
+	// upstream of a standby region's leader).
+	leaders    map[string]cluster.Leader
 	members    map[string]cluster.Member
 	lostRev    int64
 	lostAt     time.Time
@@ -108,7 +111,7 @@ func New(cfg config.Config, name string, st *store.Store, log *slog.Logger) (*Ag
 		cfg: cfg, me: m, region: r.Name, dir: dir, log: log, st: st, pg: pg,
 		admin: admin, repl: repl,
 		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1),
-		members: map[string]cluster.Member{}, state: cluster.StateStarting, standby: true,
+		members: map[string]cluster.Member{}, leaders: map[string]cluster.Leader{}, state: cluster.StateStarting, standby: true,
 		metrics: newMetrics(name),
 	}, nil
 }
@@ -221,6 +224,29 @@ func (a *Agent) startPG(ctx context.Context) error {
 		return err
 	}
 	a.exitCh = a.pg.Exited()
+	return nil
+}
+
+// regionSlots are the slot names of the other members of our region (a
+// standby leader keeps them for the members cascading from it).
+func (a *Agent) regionSlots() []string {
+	var out []string
+	for _, n := range a.others() {
+		out = append(out, postgres.SlotName(n))
+	}
+	return out
+}
+
+// primaryLeader is the primary region's leader when we are in another
+// region, nil otherwise or when there is none.
+func (a *Agent) primaryLeader() *cluster.Leader {
+	pr := a.topo.PrimaryRegion
+	if pr == "" || pr == a.region {
+		return nil
+	}
+	if l, ok := a.leaders[pr]; ok {
+		return &l
+	}
 	return nil
 }
 

@@ -21,6 +21,11 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	if holder == "" && a.region != a.cfg.PrimaryRegion {
+		// A standby region copies its data from the primary region.
+		a.log.Info("waiting for the primary region to initialise the cluster", "primary_region", a.cfg.PrimaryRegion)
+		return nil
+	}
 	if holder == "" {
 		won, h, err := a.st.ClaimInitialize(ctx, a.me.Name)
 		if err != nil {

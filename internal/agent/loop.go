@@ -83,6 +83,10 @@ func (a *Agent) applySnapshot(s store.Snapshot) {
 	for n, m := range s.Members {
 		a.members[n] = m
 	}
+	a.leaders = map[string]cluster.Leader{}
+	for r, l := range s.Leaders {
+		a.leaders[r] = l
+	}
 	if l, ok := s.Leaders[a.region]; ok {
 		l := l
 		a.leader = &l
@@ -119,11 +123,15 @@ func (a *Agent) applyUpdate(u store.Update) {
 	case store.MemberDeleted:
 		delete(a.members, u.Name)
 	case store.LeaderPut:
+		if u.Leader != nil {
+			a.leaders[u.Name] = *u.Leader
+		}
 		if u.Name == a.region && u.Leader != nil {
 			l := *u.Leader
 			a.leader = &l
 		}
 	case store.LeaderDeleted:
+		delete(a.leaders, u.Name)
 		if u.Name == a.region {
 			a.setLeaderless(u.Revision)
 		}
@@ -149,7 +157,7 @@ func (a *Agent) step(ctx context.Context) {
 	lease, _ := a.currentLease()
 	v := cluster.View{
 		Now: time.Now(), Local: local, Topology: a.topo, TopologyRev: a.topoRev,
-		Leader: a.leader, Members: a.members, LostRev: a.lostRev, LostAt: a.lostAt,
+		Leader: a.leader, PrimaryLeader: a.primaryLeader(), Members: a.members, LostRev: a.lostRev, LostAt: a.lostAt,
 		ReportTimeout: a.cfg.Failover.ReportTimeout.D(), MaxLag: int64(a.cfg.Failover.MaxLagOnSwitchover),
 	}
 	_ = lease

@@ -31,8 +31,12 @@ type View struct {
 	Topology    Topology
 	TopologyRev int64
 	// Leader is the holder of the local region's leader key, nil when absent.
-	Leader  *Leader
-	Members map[string]Member
+	Leader *Leader
+	// PrimaryLeader is the holder of the primary region's leader key when
+	// the local member is in another region (a standby region), nil when
+	// absent or when the local region is the primary region.
+	PrimaryLeader *Leader
+	Members       map[string]Member
 	// LostRev identifies the leaderless period the agent is in: the highest
 	// revision known at which there was no leader (deletion of the key, the
 	// snapshot at start-up, or a peer's report). Reports with a lower
@@ -78,12 +82,17 @@ const (
 	// ActBlocked: automatic promotion is refused because too few members
 	// answered to be sure no acknowledged commit is missing (R + W <= N).
 	ActBlocked
+	// ActLeadStandby: in a standby region, take the region's leader key
+	// without promoting: the standby leader streams from the primary and
+	// the region's other members cascade from it.
+	ActLeadStandby
 )
 
 var actionNames = map[Action]string{
 	ActNone: "none", ActDemote: "demote", ActRelease: "release", ActReleaseStale: "release-stale",
 	ActRestartPrimary: "restart-primary", ActFinishPromote: "finish-promote", ActPromote: "promote",
 	ActFollow: "follow", ActStartStandby: "start-standby", ActHandover: "handover", ActBlocked: "blocked",
+	ActLeadStandby: "lead-standby",
 }
 
 func (a Action) String() string {
@@ -116,6 +125,9 @@ func plan(a Action, target, format string, args ...any) Plan {
 // change it observes.
 func Decide(v View) Plan {
 	me := v.Local.Name
+	if v.Topology.PrimaryRegion != "" && v.Local.Region != "" && v.Local.Region != v.Topology.PrimaryRegion {
+		return decideStandbyRegion(v)
+	}
 	if v.Leader != nil && v.Leader.Member == me {
 		return decideHolder(v)
 	}
@@ -334,6 +346,62 @@ func decideLeaderless(v View) Plan {
 		return plan(ActPromote, "", "most WAL among the eligible members that answered (timeline %d, %s)", best.timeline, best.lsn)
 	}
 	return plan(ActNone, best.name, "%s has the most WAL (timeline %d, %s)", best.name, best.timeline, best.lsn)
+}
+
+// decideStandbyRegion decides for a member of a region that is not the
+// primary region. Such a member never accepts writes: a primary left
+// running there (the old primary region, after a region failover) demotes.
+// The region elects a standby leader, the member with the most WAL, which
+// streams from the primary; the others cascade from it. Only a change of
+// the topology's primary region (region failover or switchover) turns the
+// standby leader into the primary: it then decides as a holder in the
+// primary region and finishes promotion.
+func decideStandbyRegion(v View) Plan {
+	me, region := v.Local.Name, v.Local.Region
+	if v.Local.PGRunning && !v.Local.InRecovery {
+		return plan(ActDemote, "", "region %s is a standby region (the primary region is %s): no member of it accepts writes", region, v.Topology.PrimaryRegion)
+	}
+	if v.Leader != nil && v.Leader.Member == me {
+		if v.Leader.LeaseID != v.Local.LeaseID {
+			return plan(ActReleaseStale, "", "the standby leader key belongs to a previous lease of this member")
+		}
+		if !v.Local.PGRunning {
+			return plan(ActStartStandby, "", "standby leader of %s: postgres is down, restart it read-only", region)
+		}
+		if v.PrimaryLeader == nil {
+			return plan(ActNone, "", "standby leader of %s: the primary region %s has no leader; keep what was replayed", region, v.Topology.PrimaryRegion)
+		}
+		return plan(ActFollow, v.PrimaryLeader.Member, "standby leader of %s streams from the primary %s", region, v.PrimaryLeader.Member)
+	}
+	if v.Leader != nil {
+		return plan(ActFollow, v.Leader.Member, "cascades from %s, the standby leader of %s", v.Leader.Member, region)
+	}
+	// No standby leader: stream from the primary meanwhile (a new member
+	// copies its data from there), and elect the member with the most WAL.
+	if !v.Local.PGRunning {
+		if v.PrimaryLeader != nil {
+			return plan(ActFollow, v.PrimaryLeader.Member, "region %s has no standby leader: stream from the primary %s meanwhile", region, v.PrimaryLeader.Member)
+		}
+		return plan(ActStartStandby, "", "region %s has no standby leader and the primary region none either", region)
+	}
+	answered, pending := v.reports()
+	if len(pending) > 0 && v.Now.Sub(v.LostAt) < v.ReportTimeout {
+		return plan(ActNone, "", "electing the standby leader of %s: waiting for WAL positions from %s", region, strings.Join(pending, ", "))
+	}
+	var best *candidate
+	for _, c := range answered {
+		if best == nil || better(c, *best, "") {
+			c := c
+			best = &c
+		}
+	}
+	if best.name == me {
+		return plan(ActLeadStandby, "", "most WAL in standby region %s (%s)", region, best.lsn)
+	}
+	if v.PrimaryLeader != nil {
+		return plan(ActFollow, v.PrimaryLeader.Member, "%s has the most WAL in %s and should lead it; stream from the primary meanwhile", best.name, region)
+	}
+	return plan(ActNone, best.name, "%s has the most WAL in %s and should lead it", best.name, region)
 }
 
 // quorumAnswered says whether the members that answered are enough to be

@@ -193,4 +193,5 @@ const (
 	EventResumed           = "resumed"
 	EventAgentStarted      = "agent-started"
 	EventAgentStopped      = "agent-stopped"
+	EventStandbyLeader     = "standby-leader"
 )

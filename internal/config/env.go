@@ -14,7 +14,7 @@ import (
 const EnvPrefix = "HOLDFAST_"
 
 // envNotConfig are HOLDFAST_* variables that are not config overrides.
-var envNotConfig = map[string]bool{"HOLDFAST_CONFIG": true, "HOLDFAST_BIN": true, "HOLDFAST_LOG_LEVEL": true}
+var envNotConfig = map[string]bool{"HOLDFAST_CONFIG": true, "HOLDFAST_BIN": true, "HOLDFAST_LOG_LEVEL": true, "HOLDFAST_KEEP_TEST_DIRS": true}
 
 // EnvVars lists every supported override with its YAML path, in order.
 func EnvVars() map[string]string {

@@ -77,6 +77,11 @@ func (i *Instance) renderConfig(s Settings) (conf, hba []byte) {
 	set("max_wal_senders", "10")
 	set("max_replication_slots", "10")
 	set("wal_keep_size", "256MB")
+	// Every member has a slot on the primary, also those that stream from
+	// a standby leader in another region (the leader can change): bound
+	// what an unused slot may hold back. A member that falls further behind
+	// rejoins with pg_rewind or a base backup.
+	set("max_slot_wal_keep_size", "4GB")
 	set("hot_standby_feedback", "on")
 	set("recovery_target_timeline", "latest")
 	// The default 5s retry would add up to 5s to every failover when a

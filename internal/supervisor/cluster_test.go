@@ -66,8 +66,16 @@ func startClusterWith(t *testing.T, restartDelay time.Duration) *harness {
 	if !testutil.HavePostgres() {
 		t.Skip("PostgreSQL 15 is not installed (run scripts/install-deps.sh)")
 	}
+	return startClusterConfig(t, testutil.ClusterConfig(t, "it"), restartDelay)
+}
+
+// startClusterConfig starts the deployment cfg describes.
+func startClusterConfig(t *testing.T, cfg config.Config, restartDelay time.Duration) *harness {
+	t.Helper()
+	if !testutil.HavePostgres() {
+		t.Skip("PostgreSQL 15 is not installed (run scripts/install-deps.sh)")
+	}
 	bin := testutil.Binary(t)
-	cfg := testutil.ClusterConfig(t, "it")
 	out := &testLog{t: t}
 	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, Out: out, RestartDelay: restartDelay}, slog.New(slog.NewTextHandler(out, nil)))
 	if err != nil {

@@ -1,0 +1,213 @@
+package supervisor_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/testutil"
+)
+
+// twoRegionConfig is the test cluster plus a standby region "away" of two
+// members.
+func twoRegionConfig(t *testing.T) config.Config {
+	cfg := testutil.ClusterConfig(t, "rg")
+	away := config.Region{Name: "away"}
+	for _, z := range []string{"a", "b"} {
+		away.Members = append(away.Members, config.Member{Name: "away-" + z, Zone: z, Host: "127.0.0.1",
+			Port: testutil.FreePort(t), AdvertisePort: testutil.FreePort(t), MetricsPort: testutil.FreePort(t)})
+	}
+	cfg.Regions = append(cfg.Regions, away)
+	return cfg
+}
+
+// upstreamPort is the port a standby's WAL receiver streams from (0: not
+// streaming).
+func upstreamPort(ctx context.Context, dsn string) (int, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var port int
+	err = conn.QueryRow(ctx, "SELECT coalesce((SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)").Scan(&port)
+	return port, err
+}
+
+func rowCount(ctx context.Context, dsn, marker string) (int, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var n int
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM region_probe WHERE marker = $1", marker).Scan(&n)
+	return n, err
+}
+
+// TestStandbyRegionReplicates: the standby region elects a standby leader
+// that streams from the primary region's primary; its other member
+// cascades from it; the primary's synchronous quorum never names the
+// standby region; after a failover in the primary region the standby
+// leader re-points to the new primary by itself, and the region never runs
+// a primary.
+func TestStandbyRegionReplicates(t *testing.T) {
+	h := startClusterConfig(t, twoRegionConfig(t), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	adminCred, _, err := h.cfg.LoadSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pg_stat_wal_receiver shows its sender only to a superuser.
+	superDSN := func(m admin.MemberStatus) string {
+		return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres connect_timeout=2", m.Host, m.Port, adminCred.User, adminCred.Password)
+	}
+
+	byName := func(s admin.ClusterStatus) map[string]admin.MemberStatus {
+		out := map[string]admin.MemberStatus{}
+		for _, m := range s.Members {
+			out[m.Name] = m
+		}
+		return out
+	}
+	// waitLayout waits until away's standby leader streams from primary and
+	// the other away member streams from the standby leader.
+	waitLayout := func(primary admin.MemberStatus) (leader admin.MemberStatus) {
+		t.Helper()
+		var last string
+		deadline := time.Now().Add(90 * time.Second)
+		for time.Now().Before(deadline) {
+			s := h.status()
+			ms := byName(s)
+			for _, name := range []string{"away-a", "away-b"} {
+				m := ms[name]
+				if m.Role == cluster.RolePrimary {
+					t.Fatalf("%s of the standby region reports primary", name)
+				}
+				if m.Leader {
+					leader = m
+				}
+			}
+			if leader.Name == "" {
+				last = "no standby leader yet"
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			other := ms["away-a"]
+			if leader.Name == "away-a" {
+				other = ms["away-b"]
+			}
+			lp, err1 := upstreamPort(ctx, superDSN(leader))
+			op, err2 := upstreamPort(ctx, superDSN(other))
+			if err1 == nil && err2 == nil && lp == primary.Port && op == leader.Port {
+				return leader
+			}
+			last = fmt.Sprintf("standby leader %s streams from port %d (%v), %s from %d (%v); primary %s is on %d", leader.Name, lp, err1, other.Name, op, err2, primary.Name, primary.Port)
+			leader = admin.MemberStatus{}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("standby region layout not reached: %s", last)
+		return
+	}
+	// replicated writes a row on the primary and waits for it on every
+	// member of the standby region.
+	replicated := func(marker string) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, h.primaryDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS region_probe (marker text)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "INSERT INTO region_probe VALUES ($1)", marker); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+		ms := byName(h.status())
+		for _, name := range []string{"away-a", "away-b"} {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				n, err := rowCount(ctx, h.dsn(ms[name]), marker)
+				if err == nil && n == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not replay %q: %d rows, %v", name, marker, n, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+
+	primary := h.primary()
+	if !strings.HasPrefix(primary.Name, "home-") {
+		t.Fatalf("the primary %s is not in the primary region", primary.Name)
+	}
+	leader := waitLayout(primary)
+	t.Logf("standby leader %s streams from %s", leader.Name, primary.Name)
+	replicated("before")
+
+	conn, err := pgx.Connect(ctx, h.dsn(primary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ssn string
+	if err := conn.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&ssn); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if strings.Contains(ssn, "away") {
+		t.Fatalf("the primary's synchronous quorum names the standby region: %s", ssn)
+	}
+
+	// A failover in the primary region: the standby leader follows the new
+	// primary by itself.
+	if err := syscall.Kill(primary.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	next := h.newPrimary(primary)
+	if !strings.HasPrefix(next.Name, "home-") {
+		t.Fatalf("the new primary %s is not in the primary region", next.Name)
+	}
+	leader = waitLayout(next)
+	t.Logf("after the failover the standby leader %s streams from %s", leader.Name, next.Name)
+	replicated("after")
+
+	// The standby leader's node is lost: the other member takes the lead
+	// and streams from the primary.
+	if err := syscall.Kill(leader.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sup.SignalAgent(leader.Name, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ms := byName(h.status())
+		other := "away-a"
+		if leader.Name == "away-a" {
+			other = "away-b"
+		}
+		if ms[other].Leader {
+			p, err := upstreamPort(ctx, superDSN(ms[other]))
+			if err == nil && p == next.Port {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not take the standby region's lead: %+v", other, ms[other])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	h.checkSamples()
+}
