@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"status":     {"show the cluster's members, roles and replication", runStatus},
 	"switchover": {"planned change of primary, without losing writes", runSwitchover},
 	"failover":   {"manual failover when the primary is gone", runFailover},
+	"region":     {"`region status`: regions, roles, lag; `region switchover --to R`: move the primary region, no data loss", runRegion},
 	"pause":      {"stop automatic failover (maintenance mode)", runPause},
 	"resume":     {"re-enable automatic failover", runResume},
 	"events":     {"show (and follow) the cluster's event log", runEvents},

@@ -66,7 +66,7 @@ func BuildStatus(cfg config.Config, snap store.Snapshot) ClusterStatus {
 	if out.SyncSet == nil {
 		out.SyncSet = []string{}
 	}
-	if l, ok := snap.Leaders[cfg.PrimaryRegion]; ok {
+	if l, ok := snap.Leaders[PrimaryRegion(cfg, snap.Topology)]; ok {
 		out.Primary = l.Member
 	} else {
 		out.Primary = ""

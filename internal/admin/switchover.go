@@ -45,9 +45,10 @@ func Switchover(ctx context.Context, st *store.Store, cfg config.Config, to stri
 			}
 		}
 	}
-	leader, ok := snap.Leaders[cfg.PrimaryRegion]
+	region := PrimaryRegion(cfg, snap.Topology)
+	leader, ok := snap.Leaders[region]
 	if !ok {
-		return Result{}, fmt.Errorf("switchover: %w in region %s; use `holdfast failover`", ErrNoPrimary, cfg.PrimaryRegion)
+		return Result{}, fmt.Errorf("switchover: %w in region %s; use `holdfast failover`", ErrNoPrimary, region)
 	}
 	target, err := cluster.SwitchoverTarget(snap.Topology, snap.Members, leader.Member, to, int64(cfg.Failover.MaxLagOnSwitchover))
 	if err != nil {
@@ -90,7 +91,7 @@ func Failover(ctx context.Context, st *store.Store, cfg config.Config, to string
 	if err != nil {
 		return Result{}, fmt.Errorf("failover: %w", err)
 	}
-	if _, ok := snap.Leaders[cfg.PrimaryRegion]; ok {
+	if _, ok := snap.Leaders[PrimaryRegion(cfg, snap.Topology)]; ok {
 		progress("the primary is running: doing a switchover instead")
 		return Switchover(ctx, st, cfg, to, progress)
 	}
@@ -152,7 +153,7 @@ func waitForPrimary(ctx context.Context, st *store.Store, cfg config.Config, fro
 	updates := st.Watch(ctx, snap.Revision)
 	lastBlocked := ""
 	for {
-		if l, ok := snap.Leaders[cfg.PrimaryRegion]; ok && (want == "" || l.Member == want) {
+		if l, ok := snap.Leaders[PrimaryRegion(cfg, snap.Topology)]; ok && (want == "" || l.Member == want) {
 			if m, ok := snap.Members[l.Member]; ok && m.Role == cluster.RolePrimary && m.State == cluster.StateRunning && m.Generation == snap.Topology.Generation {
 				progress(fmt.Sprintf("%s is primary (generation %d)", l.Member, snap.Topology.Generation))
 				return snap.Topology.Generation, nil
@@ -177,6 +178,15 @@ func waitForPrimary(ctx context.Context, st *store.Store, cfg config.Config, fro
 			snap.Apply(u)
 		}
 	}
+}
+
+// PrimaryRegion is the region whose leader is the primary: the topology's
+// (a region switchover or failover moves it), else the configured one.
+func PrimaryRegion(cfg config.Config, t cluster.Topology) string {
+	if t.PrimaryRegion != "" {
+		return t.PrimaryRegion
+	}
+	return cfg.PrimaryRegion
 }
 
 // SetPaused pauses (no automatic failover; primaries keep running) or

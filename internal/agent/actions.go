@@ -38,6 +38,8 @@ func (a *Agent) execute(ctx context.Context, p cluster.Plan) error {
 		return a.maintainStandbyLeader(ctx)
 	case cluster.ActLeadStandby:
 		return a.leadStandby(ctx, p.Reason)
+	case cluster.ActTakeRegion:
+		return a.takeRegion(ctx, p.Reason)
 	case cluster.ActStartStandby:
 		return a.startStandby(ctx)
 	case cluster.ActHandover:
@@ -241,6 +243,31 @@ func (a *Agent) leadStandby(ctx context.Context, why string) error {
 	}
 	a.event(ctx, cluster.EventStandbyLeader, "standby leader of region %s (%s)", a.region, why)
 	return a.maintainStandbyLeader(ctx)
+}
+
+// takeRegion makes our region the primary region, as the target of a
+// region switchover that the old primary has handed over, then promotes.
+// The compare-and-swap on the topology fails if anything moved meanwhile
+// (the request expired and the old region elected a primary, say).
+func (a *Agent) takeRegion(ctx context.Context, why string) error {
+	names, _ := a.initialSync()
+	t, rev, err := a.st.UpdateTopology(ctx, func(t *cluster.Topology) error {
+		sw := t.Switchover
+		if sw == nil || !sw.HandedOver || sw.Region != a.region || sw.To != a.me.Name {
+			return errors.New("the region switchover request changed")
+		}
+		t.PrimaryRegion, t.Primary = a.region, a.me.Name
+		t.Generation++
+		t.SyncSet = names
+		t.Switchover, t.Failover = nil, nil
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("take region %s: %w", a.region, err)
+	}
+	a.topo, a.topoRev = t, rev
+	a.event(ctx, cluster.EventRegionPromoted, "region %s is now the primary region (%s)", a.region, why)
+	return a.promote(ctx)
 }
 
 // maintainStandbyLeader keeps, on a standby leader, the replication slots

@@ -86,13 +86,16 @@ const (
 	// without promoting: the standby leader streams from the primary and
 	// the region's other members cascade from it.
 	ActLeadStandby
+	// ActTakeRegion: region switchover target: make our region the primary
+	// region (compare-and-swap on the topology), then promote.
+	ActTakeRegion
 )
 
 var actionNames = map[Action]string{
 	ActNone: "none", ActDemote: "demote", ActRelease: "release", ActReleaseStale: "release-stale",
 	ActRestartPrimary: "restart-primary", ActFinishPromote: "finish-promote", ActPromote: "promote",
 	ActFollow: "follow", ActStartStandby: "start-standby", ActHandover: "handover", ActBlocked: "blocked",
-	ActLeadStandby: "lead-standby",
+	ActLeadStandby: "lead-standby", ActTakeRegion: "take-region",
 }
 
 func (a Action) String() string {
@@ -162,6 +165,13 @@ func decideHolder(v View) Plan {
 	}
 	if v.Local.InRecovery {
 		return plan(ActFinishPromote, "", "holding the leader key while postgres is in recovery")
+	}
+	if sw := v.Topology.Switchover; sw != nil && sw.From == me && !sw.HandedOver && v.Now.Before(sw.Deadline) && sw.Region != "" && sw.Region != v.Local.Region {
+		target, err := RegionSwitchoverTarget(v.Members, me, sw.To, sw.Region, v.MaxLag)
+		if err != nil {
+			return plan(ActNone, "", "region switchover waiting: %v", err)
+		}
+		return plan(ActHandover, target, "region switchover to %s requested", sw.Region)
 	}
 	if sw := v.Topology.Switchover; sw != nil && sw.From == me && !sw.HandedOver && v.Now.Before(sw.Deadline) {
 		target, err := SwitchoverTarget(v.Topology, v.Members, me, sw.To, v.MaxLag)
@@ -364,6 +374,12 @@ func decideStandbyRegion(v View) Plan {
 	if v.Leader != nil && v.Leader.Member == me {
 		if v.Leader.LeaseID != v.Local.LeaseID {
 			return plan(ActReleaseStale, "", "the standby leader key belongs to a previous lease of this member")
+		}
+		if sw := v.Topology.Switchover; sw != nil && sw.Region == region && sw.To == me && sw.HandedOver && v.Now.Before(sw.Deadline) && v.Local.PGRunning {
+			if v.Local.LSN < sw.MinLSN {
+				return plan(ActNone, "", "region switchover target catching up: at %s, need %s", v.Local.LSN, sw.MinLSN)
+			}
+			return plan(ActTakeRegion, "", "region switchover: received everything up to %s", sw.MinLSN)
 		}
 		if !v.Local.PGRunning {
 			return plan(ActStartStandby, "", "standby leader of %s: postgres is down, restart it read-only", region)

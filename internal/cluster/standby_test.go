@@ -127,6 +127,61 @@ func TestDecideStandbyRegion(t *testing.T) {
 			v.PrimaryLeader = nil
 			return v
 		}, ActFinishPromote, ""},
+		{"region switchover: the primary hands over to the standby leader of the target region", func() View {
+			v := primaryView()
+			v.Members["x"] = Member{Name: "x", Region: "away", Role: RoleReplica, State: StateRunning, Streaming: true, LSN: 990}
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActHandover, "x"},
+		{"region switchover to a lagging region waits", func() View {
+			v := primaryView()
+			v.Members["x"] = Member{Name: "x", Region: "away", Role: RoleReplica, State: StateRunning, Streaming: true, LSN: 500}
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActNone, ""},
+		{"region switchover to a member that is not streaming waits", func() View {
+			v := primaryView()
+			v.Members["x"] = Member{Name: "x", Region: "away", Role: RoleReplica, State: StateRunning, LSN: 1000}
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActNone, ""},
+		{"region switchover target takes the region once it has everything", func() View {
+			v := awayView()
+			v.PrimaryLeader = nil
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", HandedOver: true, MinLSN: 900, Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActTakeRegion, ""},
+		{"region switchover target catching up waits", func() View {
+			v := awayView()
+			v.PrimaryLeader = nil
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", HandedOver: true, MinLSN: 901, Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActNone, ""},
+		{"an expired region switchover is not taken", func() View {
+			v := awayView()
+			v.PrimaryLeader = nil
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", HandedOver: true, MinLSN: 900, Deadline: t0.Add(-time.Second)}
+			return v
+		}, ActNone, ""},
+		{"another member of the target region does not take it", func() View {
+			v := awayView()
+			v.PrimaryLeader = nil
+			v.Local = Local{Name: "y", Region: "away", LeaseID: 11, LeaseValid: true, PGRunning: true, InRecovery: true, Timeline: 1, LSN: 900}
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", HandedOver: true, MinLSN: 900, Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActFollow, "x"},
+		{"the primary region's members wait while the key is handed to another region", func() View {
+			v := leaderlessView()
+			v.Topology.Switchover = &SwitchoverRequest{From: "a", To: "x", Region: "away", HandedOver: true, MinLSN: 900, Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActNone, "x"},
+		{"after the region switchover the old primary follows the new primary region", func() View {
+			v := leaderlessView()
+			v.Local = Local{Name: "a", Region: "home", LeaseID: 7, LeaseValid: true}
+			v.Topology.PrimaryRegion = "away"
+			v.PrimaryLeader = &Leader{Region: "away", Member: "x", LeaseID: 9, Revision: 90}
+			return v
+		}, ActFollow, "x"},
 		{"the primary region's members are not affected by a standby region", func() View {
 			v := primaryView()
 			v.Members["x"] = Member{Name: "x", Region: "away", Role: RoleReplica, State: StateRunning, LSN: 900}

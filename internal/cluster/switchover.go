@@ -76,6 +76,31 @@ func SwitchoverTarget(t Topology, members map[string]Member, from, to string, ma
 	return names[0], nil
 }
 
+// RegionSwitchoverTarget validates the target of a region switchover from
+// the primary `from`: the member `to` of `region` (its standby leader), a
+// live, running, streaming replica no more than maxLag bytes behind.
+func RegionSwitchoverTarget(members map[string]Member, from, to, region string, maxLag int64) (string, error) {
+	primary, ok := members[from]
+	if !ok {
+		return "", fmt.Errorf("primary %s: %w", from, ErrUnknownMember)
+	}
+	m, ok := members[to]
+	switch {
+	case to == "":
+		return "", fmt.Errorf("region %s has no standby leader: %w", region, ErrNoCandidate)
+	case !ok:
+		return "", fmt.Errorf("%s: %w (no live agent reports it)", to, ErrUnknownMember)
+	case m.Region != region:
+		return "", fmt.Errorf("%s is in region %s, not %s: %w", to, m.Region, region, ErrNotHealthy)
+	case m.Role != RoleReplica || m.State != StateRunning || !m.Streaming:
+		return "", fmt.Errorf("%s is %s/%s, streaming=%v: %w", to, m.Role, m.State, m.Streaming, ErrNotHealthy)
+	}
+	if lag := Lag(primary.LSN, m.LSN); lag > maxLag {
+		return "", fmt.Errorf("%s is %d bytes behind (limit %d): %w", to, lag, maxLag, ErrLagging)
+	}
+	return to, nil
+}
+
 // Lag is how many bytes `replica` is behind `primary` (0 if ahead).
 func Lag(primary, replica LSN) int64 {
 	if replica >= primary {

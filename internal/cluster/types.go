@@ -137,8 +137,11 @@ type SwitchoverRequest struct {
 	To   string `json:"to,omitempty"` // empty: the best candidate
 	// MinLSN is set by the old primary once it has stopped: the target may
 	// promote only after it has received WAL up to this position.
-	MinLSN      LSN       `json:"min_lsn,omitempty"`
-	HandedOver  bool      `json:"handed_over,omitempty"`
+	MinLSN     LSN  `json:"min_lsn,omitempty"`
+	HandedOver bool `json:"handed_over,omitempty"`
+	// Region, when set, makes it a region switchover: Region becomes the
+	// primary region and To, its standby leader, the primary.
+	Region      string    `json:"region,omitempty"`
 	RequestedAt time.Time `json:"requested_at"`
 	Deadline    time.Time `json:"deadline"`
 }
@@ -194,4 +197,5 @@ const (
 	EventAgentStarted      = "agent-started"
 	EventAgentStopped      = "agent-stopped"
 	EventStandbyLeader     = "standby-leader"
+	EventRegionPromoted    = "region-promoted"
 )

@@ -26,7 +26,7 @@ import (
 
 // Scenarios and paths.
 var (
-	Scenarios = []string{"kill-primary", "kill-node", "pause-primary", "switchover", "partition-primary"}
+	Scenarios = []string{"kill-primary", "kill-node", "pause-primary", "switchover", "partition-primary", "region-switchover"}
 	Paths     = []string{"direct", "proxy", "buffer"}
 )
 
@@ -114,6 +114,12 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	targetRegion := ""
+	if rc.Scenario == "region-switchover" {
+		if targetRegion, err = r.standbyRegion(ctx); err != nil {
+			return Report{}, err
+		}
+	}
 	if rc.Scenario == "partition-primary" {
 		if m, _, ok := r.Cfg.FindMember(primary.Name); !ok || !m.HasLink() {
 			return Report{}, fmt.Errorf("partition-primary: the primary %s has no fault link in front of it (its advertise_port must differ from its port, and holdfast up runs the link)", primary.Name)
@@ -195,7 +201,7 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	fault := time.Now()
 	timeline = append(timeline, Event{Event: "fault: " + rc.Scenario + " " + primary.Name, At: fault})
 	rc.phase("fault", rc.Scenario+" "+primary.Name, fault)
-	if err := r.inject(ctx, rc, primary, name, lease); err != nil {
+	if err := r.inject(ctx, rc, primary, name, lease, targetRegion); err != nil {
 		stopLoad()
 		<-done
 		return Report{}, fmt.Errorf("inject %s: %w", rc.Scenario, err)
@@ -263,6 +269,22 @@ func healthy(st admin.ClusterStatus) (admin.MemberStatus, error) {
 		return admin.MemberStatus{}, fmt.Errorf("%w: no synchronous replica streaming (a failover could not be measured)", ErrUnhealthy)
 	}
 	return *primary, nil
+}
+
+// standbyRegion is the region a region switchover drill moves the primary
+// to: the first standby region with a standby leader.
+func (r *Runner) standbyRegion(ctx context.Context) (string, error) {
+	snap, err := r.Store.Snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	regions := admin.BuildRegions(r.Cfg, snap)
+	for _, rs := range regions.Regions {
+		if rs.Role == "standby" && rs.Leader != "" {
+			return rs.Name, nil
+		}
+	}
+	return "", errors.New("region-switchover needs a standby region with a standby leader (see `holdfast region status`)")
 }
 
 // CheckHealthy says whether the cluster is fit for a drill now (nil) or
@@ -413,7 +435,7 @@ func (r *Runner) NewWriter(path string) (Writer, error) {
 }
 
 // inject causes the scenario's fault.
-func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberStatus, drill string, lease store.LeaseID) error {
+func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberStatus, drill string, lease store.LeaseID, targetRegion string) error {
 	signal := func(pid int, sig syscall.Signal) error {
 		if pid <= 0 {
 			return fmt.Errorf("no pid known for %s", primary.Name)
@@ -472,6 +494,14 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 				r.progress("heal %s: %v (the fault ends with the drill's lease)", primary.Name, err)
 			}
 		})
+		return nil
+	case "region-switchover":
+		go func() {
+			_, err := admin.RegionSwitchover(ctx, r.Store, r.Cfg, targetRegion, func(s string) { r.progress("region switchover: %s", s) })
+			if err != nil {
+				r.progress("region switchover: %v", err)
+			}
+		}()
 		return nil
 	case "switchover":
 		go func() {

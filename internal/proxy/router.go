@@ -95,6 +95,11 @@ func (r *Router) apply(u store.Update) {
 // leader key, if it reports itself a running primary of the current
 // generation. Any doubt means no writer (invariant 2: hold, never guess).
 func writerOf(snap store.Snapshot, region string) (cluster.Member, bool) {
+	// The writer is in the primary region, which a region switchover or
+	// failover moves; region (the proxy's own) serves reads.
+	if snap.Topology.PrimaryRegion != "" {
+		region = snap.Topology.PrimaryRegion
+	}
 	l, ok := snap.Leaders[region]
 	if !ok {
 		return cluster.Member{}, false

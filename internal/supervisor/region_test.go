@@ -53,6 +53,74 @@ func rowCount(ctx context.Context, dsn, marker string) (int, error) {
 	return n, err
 }
 
+// superDSNFunc connects to a member as the superuser (pg_stat_wal_receiver
+// shows its sender only to one).
+func superDSNFunc(t *testing.T, h *harness) func(admin.MemberStatus) string {
+	t.Helper()
+	adminCred, _, err := h.cfg.LoadSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(m admin.MemberStatus) string {
+		return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres connect_timeout=2", m.Host, m.Port, adminCred.User, adminCred.Password)
+	}
+}
+
+func statusByName(s admin.ClusterStatus) map[string]admin.MemberStatus {
+	out := map[string]admin.MemberStatus{}
+	for _, m := range s.Members {
+		out[m.Name] = m
+	}
+	return out
+}
+
+// waitRegionLayout waits until region's standby leader streams from
+// primary and the region's other members from the standby leader, and
+// returns the standby leader. No member of the region may report primary.
+func waitRegionLayout(ctx context.Context, t *testing.T, h *harness, superDSN func(admin.MemberStatus) string, region string, primary admin.MemberStatus) admin.MemberStatus {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		var leader admin.MemberStatus
+		var others []admin.MemberStatus
+		for _, m := range h.status().Members {
+			if m.Region != region {
+				continue
+			}
+			if m.Role == cluster.RolePrimary {
+				t.Fatalf("%s of the standby region %s reports primary", m.Name, region)
+			}
+			if m.Leader {
+				leader = m
+			} else {
+				others = append(others, m)
+			}
+		}
+		if leader.Name == "" {
+			last = "no standby leader yet"
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		lp, err := upstreamPort(ctx, superDSN(leader))
+		ok := err == nil && lp == primary.Port
+		last = fmt.Sprintf("standby leader %s streams from port %d (%v); primary %s is on %d", leader.Name, lp, err, primary.Name, primary.Port)
+		for _, o := range others {
+			op, err := upstreamPort(ctx, superDSN(o))
+			if err != nil || op != leader.Port {
+				ok = false
+				last += fmt.Sprintf("; %s streams from %d (%v)", o.Name, op, err)
+			}
+		}
+		if ok {
+			return leader
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("standby region %s layout not reached: %s", region, last)
+	return admin.MemberStatus{}
+}
+
 // TestStandbyRegionReplicates: the standby region elects a standby leader
 // that streams from the primary region's primary; its other member
 // cascades from it; the primary's synchronous quorum never names the
@@ -63,60 +131,12 @@ func TestStandbyRegionReplicates(t *testing.T) {
 	h := startClusterConfig(t, twoRegionConfig(t), 3*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	adminCred, _, err := h.cfg.LoadSecrets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// pg_stat_wal_receiver shows its sender only to a superuser.
-	superDSN := func(m admin.MemberStatus) string {
-		return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres connect_timeout=2", m.Host, m.Port, adminCred.User, adminCred.Password)
-	}
+	superDSN := superDSNFunc(t, h)
 
-	byName := func(s admin.ClusterStatus) map[string]admin.MemberStatus {
-		out := map[string]admin.MemberStatus{}
-		for _, m := range s.Members {
-			out[m.Name] = m
-		}
-		return out
-	}
-	// waitLayout waits until away's standby leader streams from primary and
-	// the other away member streams from the standby leader.
-	waitLayout := func(primary admin.MemberStatus) (leader admin.MemberStatus) {
+	byName := statusByName
+	waitLayout := func(primary admin.MemberStatus) admin.MemberStatus {
 		t.Helper()
-		var last string
-		deadline := time.Now().Add(90 * time.Second)
-		for time.Now().Before(deadline) {
-			s := h.status()
-			ms := byName(s)
-			for _, name := range []string{"away-a", "away-b"} {
-				m := ms[name]
-				if m.Role == cluster.RolePrimary {
-					t.Fatalf("%s of the standby region reports primary", name)
-				}
-				if m.Leader {
-					leader = m
-				}
-			}
-			if leader.Name == "" {
-				last = "no standby leader yet"
-				time.Sleep(200 * time.Millisecond)
-				continue
-			}
-			other := ms["away-a"]
-			if leader.Name == "away-a" {
-				other = ms["away-b"]
-			}
-			lp, err1 := upstreamPort(ctx, superDSN(leader))
-			op, err2 := upstreamPort(ctx, superDSN(other))
-			if err1 == nil && err2 == nil && lp == primary.Port && op == leader.Port {
-				return leader
-			}
-			last = fmt.Sprintf("standby leader %s streams from port %d (%v), %s from %d (%v); primary %s is on %d", leader.Name, lp, err1, other.Name, op, err2, primary.Name, primary.Port)
-			leader = admin.MemberStatus{}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("standby region layout not reached: %s", last)
-		return
+		return waitRegionLayout(ctx, t, h, superDSN, "away", primary)
 	}
 	// replicated writes a row on the primary and waits for it on every
 	// member of the standby region.

@@ -337,7 +337,7 @@ func (s *Supervisor) waitPrimary(ctx context.Context) (cluster.Member, error) {
 	}
 	updates := s.st.Watch(ctx, snap.Revision)
 	for {
-		if l, ok := snap.Leaders[s.d.PrimaryRegion]; ok {
+		if l, ok := snap.Leaders[admin.PrimaryRegion(s.d, snap.Topology)]; ok {
 			if m, ok := snap.Members[l.Member]; ok && m.Role == cluster.RolePrimary && m.State == cluster.StateRunning {
 				return m, nil
 			}
@@ -449,7 +449,7 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	if s.st != nil {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if snap, err := s.st.Snapshot(sctx); err == nil {
-			if l, ok := snap.Leaders[s.d.PrimaryRegion]; ok {
+			if l, ok := snap.Leaders[admin.PrimaryRegion(s.d, snap.Topology)]; ok {
 				primary = l.Member
 			}
 		}
