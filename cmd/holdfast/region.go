@@ -16,7 +16,8 @@ import (
 
 func regionUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: holdfast region status [--json]\n"+
-		"       holdfast region switchover --to REGION [--json]\n\n"+
+		"       holdfast region switchover --to REGION [--json]\n"+
+		"       holdfast region failover --to REGION [--allow-data-loss] [--force] [--json]\n\n"+
 		"A deployment has regions; the primary region's leader is the primary, every other region is\n"+
 		"a standby region: its standby leader streams from the primary and its other members cascade\n"+
 		"from the standby leader. `status` lists the regions with their role, leader and lag.\n"+
@@ -25,11 +26,16 @@ func regionUsage(w io.Writer) {
 		"promotes, and the old primary region becomes a standby region (the same command with the\n"+
 		"old region brings it back). Refused, changing nothing, for an unknown region, the primary\n"+
 		"region itself, a region without a streaming standby leader, or one lagging beyond\n"+
-		"failover.max_lag_on_switchover.\n")
+		"failover.max_lag_on_switchover.\n"+
+		"`failover` is for when the primary region is lost: REGION's standby leader is promoted and\n"+
+		"the data-loss window (the old primary's last known WAL position against what was replayed)\n"+
+		"is reported. Refused while the old primary region still holds its leader lease (--force\n"+
+		"overrides: writes the old primary accepts until its lease runs out are lost) and when data\n"+
+		"may be lost (--allow-data-loss overrides). The old region's members rejoin as standbys.\n")
 }
 
 func runRegion(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "status" && args[0] != "switchover") {
+	if len(args) == 0 || (args[0] != "status" && args[0] != "switchover" && args[0] != "failover") {
 		regionUsage(stderr)
 		return exitInvalid
 	}
@@ -39,11 +45,13 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 	cf := addClientFlags(fs)
 	to := fs.String("to", "", "switchover: the region to make primary")
 	asJSON := fs.Bool("json", false, "print JSON")
+	allowLoss := fs.Bool("allow-data-loss", false, "failover: promote even if writes acknowledged in the old primary region may be missing")
+	force := fs.Bool("force", false, "failover: do not wait for the old primary region's leader lease to expire")
 	fs.Usage = func() { regionUsage(stderr); fmt.Fprintf(stderr, "\nFlags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagExit(err)
 	}
-	if fs.NArg() > 0 || (sub == "switchover" && *to == "") {
+	if fs.NArg() > 0 || (sub != "status" && *to == "") {
 		fs.Usage()
 		return exitInvalid
 	}
@@ -57,6 +65,21 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 	if sub == "switchover" {
 		res, err := admin.RegionSwitchover(ctx, st, cfg, *to, progressTo(stderr, *asJSON))
 		return report(res, err, *asJSON, stdout, stderr)
+	}
+	if sub == "failover" {
+		res, loss, err := admin.RegionFailover(ctx, st, cfg, *to, *allowLoss, *force, progressTo(stderr, *asJSON))
+		if err != nil || !*asJSON {
+			code := report(res, err, *asJSON, stdout, stderr)
+			if err == nil && loss.Known {
+				fmt.Fprintf(stdout, "data-loss window: %d bytes (old primary at %s, replayed %s)\n", loss.WindowBytes, loss.LastPrimaryLSN, loss.ReplayedLSN)
+			} else if err == nil {
+				fmt.Fprintln(stdout, "data-loss window: unknown (no report of the old primary survived)")
+			}
+			return code
+		}
+		_ = json.NewEncoder(stdout).Encode(map[string]any{"ok": true, "from": res.From, "to": res.To, "generation": res.Generation,
+			"took_ms": res.Took.Milliseconds(), "data_loss": loss})
+		return exitOK
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

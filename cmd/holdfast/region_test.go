@@ -15,6 +15,8 @@ func TestRegionUsageErrors(t *testing.T) {
 		{[]string{"region", "switchover"}, "Usage: holdfast region status"},
 		{[]string{"region", "status", "extra"}, "Usage: holdfast region status"},
 		{[]string{"region", "switchover", "--to"}, "flag needs an argument"},
+		{[]string{"region", "failover"}, "Usage: holdfast region status"},
+		{[]string{"region", "failover", "--to", "away", "--allow-data-loss=maybe"}, "invalid boolean"},
 	} {
 		code, out, errs := runCLI(tt.args...)
 		if code != exitInvalid || !strings.Contains(out+errs, tt.want) {

@@ -127,3 +127,100 @@ func RegionSwitchover(ctx context.Context, st *store.Store, cfg config.Config, t
 	}
 	return Result{From: leader.Member, To: target, Generation: gen, Took: time.Since(start)}, nil
 }
+
+// DataLoss is what an unplanned region failover may have lost: the last
+// WAL position the old primary was known to have reached against what the
+// new primary had replayed.
+type DataLoss struct {
+	// Known is false when no report of the old primary survived (its
+	// member key went with its lease): the window is then unknown.
+	Known          bool        `json:"known"`
+	LastPrimaryLSN cluster.LSN `json:"last_primary_lsn"`
+	ReplayedLSN    cluster.LSN `json:"replayed_lsn"`
+	WindowBytes    int64       `json:"window_bytes"`
+}
+
+// RegionFailover makes region `to` the primary region when the primary
+// region is lost. It refuses, changing nothing, while the old primary
+// region still holds its leader key (its primary may be alive and
+// accepting writes) unless force is set: a forced failover lets the old
+// primary accept writes until its lease runs out, and those are lost. It
+// also refuses when data may be lost (the standby leader has not replayed
+// up to the old primary's last known position, or that position is
+// unknown) unless allowDataLoss is set. The old region's members demote if
+// they come back as primaries and rejoin as a standby region.
+func RegionFailover(ctx context.Context, st *store.Store, cfg config.Config, to string, allowDataLoss, force bool, progress func(string)) (Result, DataLoss, error) {
+	start := time.Now()
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return Result{}, DataLoss{}, fmt.Errorf("region failover: %w", err)
+	}
+	known := false
+	for _, r := range cfg.Regions {
+		known = known || r.Name == to
+	}
+	if !known {
+		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: region %q is not in the config", to)
+	}
+	from := PrimaryRegion(cfg, snap.Topology)
+	if to == from {
+		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: %s is already the primary region", to)
+	}
+	if l, ok := snap.Leaders[from]; ok && !force {
+		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: region %s still holds its leader lease (%s may be alive and accepting writes); use `holdfast region switchover --to %s`, wait for the lease to expire, or --force", from, l.Member, to)
+	}
+	l, ok := snap.Leaders[to]
+	if !ok {
+		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: region %s has no standby leader", to)
+	}
+	target, ok := snap.Members[l.Member]
+	if !ok || target.Role != cluster.RoleReplica || target.State != cluster.StateRunning {
+		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: the standby leader %s of %s is not a running replica", l.Member, to)
+	}
+	loss := DataLoss{ReplayedLSN: target.LSN}
+	for _, m := range snap.Members {
+		if m.Region == from && m.Role == cluster.RolePrimary && m.LSN > loss.LastPrimaryLSN {
+			loss.Known, loss.LastPrimaryLSN = true, m.LSN
+		}
+	}
+	if loss.Known {
+		loss.WindowBytes = cluster.Lag(loss.LastPrimaryLSN, loss.ReplayedLSN)
+	}
+	if !allowDataLoss {
+		if !loss.Known {
+			return Result{}, loss, fmt.Errorf("region failover refused, nothing changed: the old primary's last WAL position is unknown, so writes acknowledged in region %s may be missing from %s; --allow-data-loss to proceed", from, to)
+		}
+		if loss.WindowBytes > 0 {
+			return Result{}, loss, fmt.Errorf("region failover refused, nothing changed: %s has replayed up to %s, the old primary reached %s (%d bytes may be lost); --allow-data-loss to proceed", l.Member, loss.ReplayedLSN, loss.LastPrimaryLSN, loss.WindowBytes)
+		}
+	}
+	deadline := time.Now().Add(cfg.Failover.SwitchoverTimeout.D())
+	_, _, err = st.UpdateTopology(ctx, func(t *cluster.Topology) error {
+		if busy(*t) {
+			return ErrInProgress
+		}
+		if PrimaryRegion(cfg, *t) != from {
+			return fmt.Errorf("the primary region changed meanwhile")
+		}
+		t.PrimaryRegion, t.Primary = to, l.Member
+		t.Generation++
+		t.SyncSet = nil
+		t.Switchover, t.Failover = nil, nil
+		return nil
+	})
+	if err != nil {
+		return Result{}, loss, fmt.Errorf("region failover: %w", err)
+	}
+	window := "unknown"
+	if loss.Known {
+		window = fmt.Sprintf("%d bytes (old primary at %s, replayed %s)", loss.WindowBytes, loss.LastPrimaryLSN, loss.ReplayedLSN)
+	}
+	msg := fmt.Sprintf("region failover %s -> %s: %s promotes; data-loss window %s", from, to, l.Member, window)
+	progress(msg)
+	_ = st.AppendEvent(ctx, cluster.Event{Kind: cluster.EventRegionFailover, Member: l.Member, Message: msg})
+	gen, err := waitForPrimary(ctx, st, cfg, snap.Revision, l.Member, deadline, progress)
+	if err != nil {
+		return Result{}, loss, fmt.Errorf("region failover to %s: %w", to, err)
+	}
+	return Result{From: snap.Topology.Primary, To: l.Member, Generation: gen, Took: time.Since(start)}, loss, nil
+}

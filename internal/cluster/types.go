@@ -198,4 +198,5 @@ const (
 	EventAgentStopped      = "agent-stopped"
 	EventStandbyLeader     = "standby-leader"
 	EventRegionPromoted    = "region-promoted"
+	EventRegionFailover    = "region-failover"
 )

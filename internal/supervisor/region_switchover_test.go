@@ -29,34 +29,10 @@ type pathLoad struct {
 // writes and stream from the new primary region; failback restores the
 // original layout.
 func TestRegionSwitchoverAndBack(t *testing.T) {
-	h := startClusterConfig(t, twoRegionConfig(t), 3*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	superDSN := superDSNFunc(t, h)
-	home := h.primary()
-	waitRegionLayout(ctx, t, h, superDSN, "away", home)
-
-	token, err := api.ReadToken(h.cfg.API.AdminTokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &drill.Runner{Store: h.sup.Store(), Cfg: h.cfg, AdminToken: token}
-	if err := r.Prepare(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h, ctx, superDSN, r := regionLab(t, 3*time.Second)
 	lctx, stopLoads := context.WithCancel(ctx)
 	defer stopLoads()
-	var loads []*pathLoad
-	for _, path := range []string{"proxy", "buffer"} {
-		w, err := r.NewWriter(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pl := &pathLoad{path: path, writer: w, done: make(chan struct{}),
-			load: &drill.Load{Drill: "region-switchover-" + path, Writer: w, Rate: 50, Concurrency: 8, Timeout: 30 * time.Second}}
-		go func() { defer close(pl.done); pl.load.Run(lctx) }()
-		loads = append(loads, pl)
-	}
+	loads := []*pathLoad{startLoad(t, lctx, r, "proxy", "region-switchover", 50), startLoad(t, lctx, r, "buffer", "region-switchover", 50)}
 	// Let the load run on the original layout for a moment.
 	waitRecords(ctx, t, loads, 50)
 
@@ -124,33 +100,7 @@ func TestRegionSwitchoverAndBack(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	for _, pl := range loads {
-		<-pl.done
-		pl.writer.Close()
-		recs := pl.load.Records()
-		// The buffer commits asynchronously: wait until every acknowledged
-		// write is in.
-		var stored map[string]int
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			stored, err = drill.Stored(ctx, conn, pl.load.Drill)
-			if err != nil {
-				t.Fatal(err)
-			}
-			missing := 0
-			for _, rec := range recs {
-				if rec.Outcome == drill.OK && stored[rec.ID] == 0 {
-					missing++
-				}
-			}
-			if missing == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		rep := drill.Summarize("region-switchover", pl.path, 50, drill.Window{Start: recs[0].Sent, End: time.Now(), Fault: recs[0].Sent}, recs, stored, nil)
-		t.Logf("%s: %d requests, %d ok, %d errors, %d unknown, %d lost, %d duplicates, longest gap %d ms",
-			pl.path, rep.Requests, rep.OK, rep.Errors, rep.Unknown, rep.LostAcked, rep.Duplicates, rep.DowntimeMS)
-		if rep.Errors+rep.Unknown+rep.LostAcked+rep.Duplicates != 0 {
+		if rep := pl.reconcile(ctx, t, conn); rep.Errors+rep.Unknown+rep.LostAcked+rep.Duplicates != 0 {
 			t.Errorf("%s: %d errors, %d unknown, %d lost, %d duplicates across two region switchovers", pl.path, rep.Errors, rep.Unknown, rep.LostAcked, rep.Duplicates)
 		}
 	}
@@ -182,6 +132,70 @@ func TestRegionSwitchoverAndBack(t *testing.T) {
 		}
 	}
 	h.checkSamples()
+}
+
+// reconcile waits for the load to end and, since the buffer commits
+// asynchronously, for every acknowledged write to be in (bounded), then
+// reports.
+func (pl *pathLoad) reconcile(ctx context.Context, t *testing.T, conn *pgx.Conn) drill.Report {
+	t.Helper()
+	<-pl.done
+	pl.writer.Close()
+	recs := pl.load.Records()
+	var stored map[string]int
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var err error
+		if stored, err = drill.Stored(ctx, conn, pl.load.Drill); err != nil {
+			t.Fatal(err)
+		}
+		missing := 0
+		for _, rec := range recs {
+			if rec.Outcome == drill.OK && stored[rec.ID] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rep := drill.Summarize(pl.load.Drill, pl.path, pl.load.Rate, drill.Window{Start: recs[0].Sent, End: time.Now(), Fault: recs[0].Sent}, recs, stored, nil)
+	t.Logf("%s: %d requests, %d ok, %d errors, %d unknown, %d lost, %d duplicates, longest gap %d ms",
+		pl.path, rep.Requests, rep.OK, rep.Errors, rep.Unknown, rep.LostAcked, rep.Duplicates, rep.DowntimeMS)
+	return rep
+}
+
+// startLoad runs a steady load of rate writes/s on path until ctx ends.
+func startLoad(t *testing.T, ctx context.Context, r *drill.Runner, path, name string, rate float64) *pathLoad {
+	t.Helper()
+	w, err := r.NewWriter(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &pathLoad{path: path, writer: w, done: make(chan struct{}),
+		load: &drill.Load{Drill: name + "-" + path, Writer: w, Rate: rate, Concurrency: 8, Timeout: 30 * time.Second}}
+	go func() { defer close(pl.done); pl.load.Run(ctx) }()
+	return pl
+}
+
+// regionLab starts a two-region deployment and a drill runner on it.
+func regionLab(t *testing.T, restartDelay time.Duration) (*harness, context.Context, func(admin.MemberStatus) string, *drill.Runner) {
+	t.Helper()
+	h := startClusterConfig(t, twoRegionConfig(t), restartDelay)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	t.Cleanup(cancel)
+	superDSN := superDSNFunc(t, h)
+	waitRegionLayout(ctx, t, h, superDSN, "away", h.primary())
+	token, err := api.ReadToken(h.cfg.API.AdminTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &drill.Runner{Store: h.sup.Store(), Cfg: h.cfg, AdminToken: token}
+	if err := r.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return h, ctx, superDSN, r
 }
 
 // waitRecords waits until each load has recorded n more acknowledged writes.
