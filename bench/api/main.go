@@ -272,6 +272,7 @@ func run(ctx context.Context, o options) int {
 // benchConfig is the default deployment on free ports in dir.
 func benchConfig(dir string) (config.Config, error) {
 	cfg := config.Default()
+	cfg.PrimaryRegionOnly()
 	cfg.Cluster = "apibench"
 	cfg.DataDir = filepath.Join(dir, "cluster")
 	addr := func() (string, error) {

@@ -81,6 +81,7 @@ func (h *holdfastTarget) Start(ctx context.Context) error {
 	}
 	_ = os.Chmod(h.dir, 0o755)
 	cfg := config.Default()
+	cfg.PrimaryRegionOnly()
 	cfg.Cluster = "bench"
 	cfg.DataDir = h.dir
 	c, p := freePort(), freePort()

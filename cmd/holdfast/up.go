@@ -22,11 +22,13 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	printCfg := fs.Bool("print-config", false, "print the full effective config, with every field documented, and exit")
 	restart := fs.Duration("restart-delay", 5*time.Second, "how long a dead agent stays down before it is restarted (negative: never)")
 	quiet := fs.Bool("quiet", false, "do not print the event stream")
+	single := fs.Bool("single-region", false, "run the primary region only (no standby region)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: holdfast up [--data-dir DIR] [--config FILE] [--print-config]\n\n"+
+		fmt.Fprintf(stderr, "Usage: holdfast up [--data-dir DIR] [--config FILE] [--single-region] [--print-config]\n\n"+
 			"Runs the whole cluster in the foreground: embedded etcd, and one agent process per member, each\n"+
-			"owning a PostgreSQL instance. With no config: cluster demo, region home, members home-a/b/c on\n"+
-			"ports 15432-15434, etcd on 127.0.0.1:2379. Creates role and database app; credentials are\n"+
+			"owning a PostgreSQL instance. With no config: cluster demo, primary region home (members\n"+
+			"home-a/b/c on ports 15432-15434) and standby region away (away-a/b on 15435-15436; not with\n"+
+			"--single-region), etcd on 127.0.0.1:2379. Creates role and database app; credentials are\n"+
 			"written to DIR/secrets/app.env and DIR/secrets/admin.env. Ctrl-C stops everything cleanly; running\n"+
 			"it again on the same data dir resumes the cluster.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -40,6 +42,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	cfg, code := loadConfig(*cfgPath, stderr)
 	if code != exitOK {
 		return code
+	}
+	if *single {
+		cfg.PrimaryRegionOnly()
 	}
 	if cfg.Etcd.Embedded {
 		if u, err := url.Parse(cfg.Etcd.ClientURL); err == nil {

@@ -220,6 +220,18 @@ type Member struct {
 	DataDir string `yaml:"data_dir,omitempty"`
 }
 
+// PrimaryRegionOnly drops every region but the primary one (`holdfast up
+// --single-region`).
+func (c *Config) PrimaryRegionOnly() {
+	var keep []Region
+	for _, r := range c.Regions {
+		if r.Name == c.PrimaryRegion {
+			keep = append(keep, r)
+		}
+	}
+	c.Regions = keep
+}
+
 // ReachPort is the port others connect to: AdvertisePort when set, else Port.
 func (m Member) ReachPort() int {
 	if m.AdvertisePort != 0 {
@@ -321,6 +333,12 @@ func Default() Config {
 				{Name: "home-a", Zone: "a", Host: "127.0.0.1", Port: 15432, AdvertisePort: 16432, MetricsPort: 19432},
 				{Name: "home-b", Zone: "b", Host: "127.0.0.1", Port: 15433, AdvertisePort: 16433, MetricsPort: 19433},
 				{Name: "home-c", Zone: "c", Host: "127.0.0.1", Port: 15434, AdvertisePort: 16434, MetricsPort: 19434},
+			},
+		}, {
+			Name: "away",
+			Members: []Member{
+				{Name: "away-a", Zone: "a", Host: "127.0.0.1", Port: 15435, AdvertisePort: 16435, MetricsPort: 19435},
+				{Name: "away-b", Zone: "b", Host: "127.0.0.1", Port: 15436, AdvertisePort: 16436, MetricsPort: 19436},
 			},
 		}},
 	}

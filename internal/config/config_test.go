@@ -72,7 +72,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"sync mode", func(c *Config) { c.Failover.SyncMode = "strict" }, "failover.sync_mode"},
 		{"sync count", func(c *Config) { c.Failover.SyncCount = 0 }, "failover.sync_count"},
 		{"demote margin", func(c *Config) { c.Failover.DemoteMargin = Duration(5 * time.Second) }, "failover.demote_margin"},
-		{"primary region", func(c *Config) { c.PrimaryRegion = "away" }, "primary_region"},
+		{"primary region", func(c *Config) { c.PrimaryRegion = "mars" }, "primary_region"},
 		{"no members", func(c *Config) { c.Regions[0].Members = nil }, "regions[0].members"},
 		{"managed parameter", func(c *Config) { c.Postgres.Parameters["port"] = "1" }, "postgres.parameters.port"},
 		{"same roles", func(c *Config) { c.Postgres.AppUser = "postgres" }, "postgres.app_user"},
@@ -124,7 +124,7 @@ func TestParseKeepsDefaultsForMissingFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Cluster != "prod" || c.Failover.LeaseTTL != Default().Failover.LeaseTTL || len(c.Regions) != 1 {
+	if c.Cluster != "prod" || c.Failover.LeaseTTL != Default().Failover.LeaseTTL || len(c.Regions) != len(Default().Regions) {
 		t.Fatalf("unexpected %+v", c)
 	}
 }

@@ -14,6 +14,8 @@ import (
 func ClusterConfig(t testing.TB, cluster string) config.Config {
 	t.Helper()
 	cfg := config.Default()
+	// One region: the region tests add their own standby region.
+	cfg.PrimaryRegionOnly()
 	cfg.Cluster = cluster
 	cfg.DataDir = TempDir(t)
 	c, p := FreePort(t), FreePort(t)
