@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/region"
 )
 
 func regionUsage(w io.Writer) {
@@ -88,12 +89,19 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "region status: %v", err)
 	}
 	regions := admin.BuildRegions(cfg, snap)
+	canaries, err := st.Canaries(sctx)
+	if err != nil {
+		return fail(stderr, "region status: %v", err)
+	}
+	for i, r := range regions.Regions {
+		regions.Regions[i].Canary = canaries[r.Name]
+	}
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(regions)
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REGION\tROLE\tLEADER\tRUNNING\tLAG\tREPLAY LAG")
+	fmt.Fprintln(tw, "REGION\tROLE\tLEADER\tRUNNING\tLAG\tREPLAY LAG\tCANARY")
 	for _, r := range regions.Regions {
 		replay := "-"
 		if r.ReplayLagMS != nil {
@@ -103,7 +111,15 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 		if leader == "" {
 			leader = "(none)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.Name, r.Role, leader, r.Running, r.Members, r.LagBytes, replay)
+		canary := "-"
+		var cs region.State
+		if r.Canary != nil && json.Unmarshal(r.Canary, &cs) == nil && cs.Active {
+			canary = fmt.Sprintf("%d failures", cs.ConsecutiveFailures)
+			if cs.Waiting != "" {
+				canary += " (" + cs.Waiting + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", r.Name, r.Role, leader, r.Running, r.Members, r.LagBytes, replay, canary)
 	}
 	_ = tw.Flush()
 	return exitOK

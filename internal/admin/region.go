@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -24,6 +25,8 @@ type RegionStatus struct {
 	// the primary region); ReplayLagMS its replay delay as last published.
 	LagBytes    int64  `json:"lag_bytes"`
 	ReplayLagMS *int64 `json:"replay_lag_ms,omitempty"`
+	// Canary is the region's canary state, when one runs.
+	Canary json.RawMessage `json:"canary,omitempty"`
 }
 
 // Regions is the deployment's regions.

@@ -199,4 +199,5 @@ const (
 	EventStandbyLeader     = "standby-leader"
 	EventRegionPromoted    = "region-promoted"
 	EventRegionFailover    = "region-failover"
+	EventCanaryActed       = "canary-acted"
 )

@@ -91,6 +91,12 @@ type Failover struct {
 	MaxLagOnSwitchover ByteSize `yaml:"max_lag_on_switchover"`
 	// SwitchoverTimeout bounds a planned switchover end to end.
 	SwitchoverTimeout Duration `yaml:"switchover_timeout"`
+	// Canary runs, for each standby region, a probe of the primary region
+	// that starts a region failover after CanaryFailures consecutive
+	// failures, once the primary region's lease has expired.
+	Canary         bool     `yaml:"canary"`
+	CanaryInterval Duration `yaml:"canary_interval"`
+	CanaryFailures int      `yaml:"canary_failures"`
 }
 
 // Agent tunes the member loop.
@@ -277,6 +283,9 @@ func Default() Config {
 			SyncCount:          1,
 			MaxLagOnSwitchover: 16 << 20,
 			SwitchoverTimeout:  Duration(30e9),
+			Canary:             true,
+			CanaryInterval:     Duration(10e9),
+			CanaryFailures:     3,
 		},
 		Agent: Agent{
 			LoopInterval: Duration(1e9),

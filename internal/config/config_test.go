@@ -71,6 +71,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"fractional lease", func(c *Config) { c.Failover.LeaseTTL = Duration(2500 * time.Millisecond) }, "failover.lease_ttl: 2.5s must be whole seconds"},
 		{"sync mode", func(c *Config) { c.Failover.SyncMode = "strict" }, "failover.sync_mode"},
 		{"sync count", func(c *Config) { c.Failover.SyncCount = 0 }, "failover.sync_count"},
+		{"canary interval", func(c *Config) { c.Failover.CanaryInterval = Duration(time.Millisecond) }, "failover.canary_interval: 1ms is too short"},
+		{"canary failures", func(c *Config) { c.Failover.CanaryFailures = 0 }, "failover.canary_failures: 0 must be at least 1"},
 		{"demote margin", func(c *Config) { c.Failover.DemoteMargin = Duration(5 * time.Second) }, "failover.demote_margin"},
 		{"primary region", func(c *Config) { c.PrimaryRegion = "mars" }, "primary_region"},
 		{"no members", func(c *Config) { c.Regions[0].Members = nil }, "regions[0].members"},

@@ -40,6 +40,9 @@ var fieldDocs = map[string]string{
 	"failover.sync_mode":             "quorum: commits wait for sync_count replicas (ANY n), always; relaxed: synchronous while a replica is healthy; off: asynchronous (failover may lose commits).",
 	"failover.sync_count":            "How many synchronous replicas confirm each commit (the n in ANY n).",
 	"failover.max_lag_on_switchover": "A switchover to a replica further behind than this is refused.",
+	"failover.canary":                "Run a canary per standby region (holdfast up): it probes the primary region with a real write and read and starts a region failover after canary_failures consecutive failures, once the primary region's lease has expired.",
+	"failover.canary_interval":       "Time between two canary probes (each probe may take up to half of it).",
+	"failover.canary_failures":       "Consecutive failed probes before the canary acts; any success resets the count.",
 	"failover.switchover_timeout":    "Upper bound of a planned switchover.",
 
 	"agent":               "The member loop.",

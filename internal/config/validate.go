@@ -270,6 +270,12 @@ func (f Failover) validate() error {
 	if f.SwitchoverTimeout.D() < time.Second {
 		return invalid("failover.switchover_timeout", "%s is too short (minimum 1s)", f.SwitchoverTimeout)
 	}
+	if f.CanaryInterval.D() < 100*time.Millisecond {
+		return invalid("failover.canary_interval", "%s is too short (minimum 100ms)", f.CanaryInterval)
+	}
+	if f.CanaryFailures < 1 {
+		return invalid("failover.canary_failures", "%d must be at least 1", f.CanaryFailures)
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/admin"
 	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
 )
 
 // TestRegionOutage: every agent and postmaster of the primary region is
@@ -106,4 +107,59 @@ func TestRegionOutage(t *testing.T) {
 	if rep := pl.reconcile(ctx, t, conn); rep.Errors+rep.Unknown+rep.LostAcked+rep.Duplicates != 0 {
 		t.Errorf("buffer across the region outage: %+v", rep)
 	}
+}
+
+// TestCanaryFailsOverLostRegion: with short canary settings, the standby
+// region's canary notices the primary region is gone, waits for its lease
+// to expire, and promotes its own region by itself.
+func TestCanaryFailsOverLostRegion(t *testing.T) {
+	cfg := twoRegionConfig(t)
+	cfg.Failover.CanaryInterval = config.Duration(300 * time.Millisecond)
+	cfg.Failover.CanaryFailures = 3
+	h := startClusterConfig(t, cfg, 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	superDSN := superDSNFunc(t, h)
+	waitRegionLayout(ctx, t, h, superDSN, "away", h.primary())
+
+	// The canary of the standby region is probing, and succeeding.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cs, err := h.sup.Store().Canaries(ctx)
+		if err == nil && strings.Contains(string(cs["away"]), `"active":true`) && strings.Contains(string(cs["away"]), `"consecutive_failures":0`) &&
+			strings.Contains(string(cs["away"]), `"last_ok_at"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the away canary is not probing successfully: %s (%v)", cs["away"], err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	start := time.Now()
+	for _, m := range h.status().Members {
+		if m.Region == "home" {
+			_ = h.sup.SignalAgent(m.Name, syscall.SIGKILL)
+			if m.PID > 0 {
+				_ = syscall.Kill(m.PID, syscall.SIGKILL)
+			}
+		}
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		p := h.primaryDSN()
+		if st := h.status(); p != "" && strings.HasPrefix(st.Primary, "away-") {
+			t.Logf("the canary promoted %s %s after the region was lost", st.Primary, time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			cs, _ := h.sup.Store().Canaries(ctx)
+			t.Fatalf("the canary did not fail over: canary %s", cs["away"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.waitEvent(cluster.EventCanaryActed, start)
+	// The old region's canary stays idle while its region is down; the
+	// new primary region's canary goes quiet.
+	waitRegionLayout(ctx, t, h, superDSN, "home", h.primary())
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/proxy"
+	"github.com/holdfast/holdfast/internal/region"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
@@ -68,7 +69,11 @@ type Supervisor struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// canaryCtx ends first on Close: stopping the cluster must not look
+	// like a lost region.
+	canaryCtx    context.Context
+	stopCanaries context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 // New checks the configuration; Open starts things.
@@ -160,6 +165,7 @@ func (s *Supervisor) Open(ctx context.Context) error {
 		return err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.canaryCtx, s.stopCanaries = context.WithCancel(s.ctx)
 	if err := s.startLinks(); err != nil {
 		_ = s.Close(context.Background())
 		return err
@@ -207,6 +213,15 @@ func (s *Supervisor) Open(ctx context.Context) error {
 		return err
 	}
 	s.stack.StartLab(s.st, s.d, s.log)
+	if s.d.Failover.Canary && len(s.d.Regions) > 1 {
+		// One canary per region: each probes the primary region while its
+		// own region is a standby region.
+		for _, r := range s.d.Regions {
+			c := &region.Canary{Store: s.st, Cfg: s.d, Region: r.Name, App: app, Log: s.log.With("component", "canary")}
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); c.Run(s.canaryCtx) }()
+		}
+	}
 	s.printEndpoints(primary)
 	return nil
 }
@@ -428,6 +443,9 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	if s.stopCanaries != nil {
+		s.stopCanaries()
+	}
 	// The buffer's committer applies through the proxy: it stops first.
 	if s.stack != nil {
 		s.stack.Close()
