@@ -101,21 +101,28 @@ func (c *Canary) step(ctx context.Context) {
 	c.publish(ctx)
 }
 
+// Safe says whether a canary of region, past its failure limit, may fail
+// over now, and if not what it waits for.
+func Safe(t cluster.Topology, leaders map[string]cluster.Leader, region, primaryRegion string) (bool, string) {
+	if t.Paused {
+		return false, "the cluster is paused: no automatic failover"
+	}
+	if l, ok := leaders[primaryRegion]; ok {
+		return false, fmt.Sprintf("region %s still holds its leader lease (%s): waiting for it to expire", primaryRegion, l.Member)
+	}
+	if _, ok := leaders[region]; !ok {
+		return false, fmt.Sprintf("region %s has no standby leader", region)
+	}
+	return true, ""
+}
+
 // act starts the region failover when it is safe.
 func (c *Canary) act(ctx context.Context, snap store.Snapshot, primaryRegion string) {
-	if snap.Topology.Paused {
-		c.state.Waiting = "the cluster is paused: no automatic failover"
+	ok, waiting := Safe(snap.Topology, snap.Leaders, c.Region, primaryRegion)
+	c.state.Waiting = waiting
+	if !ok {
 		return
 	}
-	if l, ok := snap.Leaders[primaryRegion]; ok {
-		c.state.Waiting = fmt.Sprintf("region %s still holds its leader lease (%s): waiting for it to expire", primaryRegion, l.Member)
-		return
-	}
-	if _, ok := snap.Leaders[c.Region]; !ok {
-		c.state.Waiting = fmt.Sprintf("region %s has no standby leader", c.Region)
-		return
-	}
-	c.state.Waiting = ""
 	msg := fmt.Sprintf("canary of %s: %d consecutive failed probes of %s and its lease has expired: region failover", c.Region, c.state.ConsecutiveFailures, primaryRegion)
 	c.Log.Warn(msg)
 	_ = c.Store.AppendEvent(ctx, cluster.Event{Kind: cluster.EventCanaryActed, Message: msg})

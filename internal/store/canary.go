@@ -12,7 +12,12 @@ func (s *Store) canaryPrefix() string { return s.prefix + "canary/" }
 
 // PutCanary records the state of region's canary (JSON of v).
 func (s *Store) PutCanary(ctx context.Context, region string, v any) error {
-	if err := validName(region); err != nil {
+	return s.putNamedJSON(ctx, "put canary", s.canaryPrefix(), region, v)
+}
+
+// putNamedJSON writes v as JSON under prefix+name (name checked).
+func (s *Store) putNamedJSON(ctx context.Context, what, prefix, name string, v any, opts ...clientv3.OpOption) error {
+	if err := validName(name); err != nil {
 		return err
 	}
 	b, err := json.Marshal(v)
@@ -24,8 +29,8 @@ func (s *Store) PutCanary(ctx context.Context, region string, v any) error {
 		return err
 	}
 	defer cancel()
-	_, err = s.cli.Put(ctx, s.canaryPrefix()+region, string(b))
-	return wrapErr(ctx, "put canary", err)
+	_, err = s.cli.Put(ctx, prefix+name, string(b), opts...)
+	return wrapErr(ctx, what, err)
 }
 
 // Canaries reads every region's canary state, as JSON.

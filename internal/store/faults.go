@@ -27,20 +27,7 @@ func (s *Store) faultsPrefix() string { return s.prefix + "faults/" }
 // SetFault asks for fault f on member, under lease: when the asker dies the
 // lease expires and the fault heals by itself.
 func (s *Store) SetFault(ctx context.Context, member string, f Fault, lease LeaseID) error {
-	if err := validName(member); err != nil {
-		return err
-	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	ctx, cancel, err := s.call(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	_, err = s.cli.Put(ctx, s.faultsPrefix()+member, string(b), clientv3.WithLease(clientv3.LeaseID(lease)))
-	return wrapErr(ctx, "set fault", err)
+	return s.putNamedJSON(ctx, "set fault", s.faultsPrefix(), member, f, clientv3.WithLease(clientv3.LeaseID(lease)))
 }
 
 // ClearFault heals member.
