@@ -74,6 +74,19 @@ func BuildRegions(cfg config.Config, snap store.Snapshot) Regions {
 	return out
 }
 
+// regionChange checks that `to` is a configured region other than the
+// primary one, and returns the primary region.
+func regionChange(cfg config.Config, snap store.Snapshot, to, what string) (string, error) {
+	if !slices.ContainsFunc(cfg.Regions, func(r config.Region) bool { return r.Name == to }) {
+		return "", fmt.Errorf("%s refused, nothing changed: region %q is not in the config", what, to)
+	}
+	from := PrimaryRegion(cfg, snap.Topology)
+	if to == from {
+		return "", fmt.Errorf("%s refused, nothing changed: %s is already the primary region", what, to)
+	}
+	return from, nil
+}
+
 // RegionSwitchover makes region `to` the primary region with no data
 // loss: the proxies hold new work, the primary stops once they have
 // drained, the target region's standby leader replays everything and
@@ -86,16 +99,9 @@ func RegionSwitchover(ctx context.Context, st *store.Store, cfg config.Config, t
 	if err != nil {
 		return Result{}, fmt.Errorf("region switchover: %w", err)
 	}
-	known := false
-	for _, r := range cfg.Regions {
-		known = known || r.Name == to
-	}
-	if !known {
-		return Result{}, fmt.Errorf("region switchover refused, nothing changed: region %q is not in the config", to)
-	}
-	from := PrimaryRegion(cfg, snap.Topology)
-	if to == from {
-		return Result{}, fmt.Errorf("region switchover refused, nothing changed: %s is already the primary region", to)
+	from, err := regionChange(cfg, snap, to, "region switchover")
+	if err != nil {
+		return Result{}, err
 	}
 	leader, ok := snap.Leaders[from]
 	if !ok {
@@ -158,16 +164,9 @@ func RegionFailover(ctx context.Context, st *store.Store, cfg config.Config, to 
 	if err != nil {
 		return Result{}, DataLoss{}, fmt.Errorf("region failover: %w", err)
 	}
-	known := false
-	for _, r := range cfg.Regions {
-		known = known || r.Name == to
-	}
-	if !known {
-		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: region %q is not in the config", to)
-	}
-	from := PrimaryRegion(cfg, snap.Topology)
-	if to == from {
-		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: %s is already the primary region", to)
+	from, err := regionChange(cfg, snap, to, "region failover")
+	if err != nil {
+		return Result{}, DataLoss{}, err
 	}
 	if l, ok := snap.Leaders[from]; ok && !force {
 		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: region %s still holds its leader lease (%s may be alive and accepting writes); use `holdfast region switchover --to %s`, wait for the lease to expire, or --force", from, l.Member, to)

@@ -45,6 +45,17 @@ type MemberStatus struct {
 	LastError  string        `json:"last_error,omitempty"`
 }
 
+// PrimaryMember is the member that holds the primary region's leader key
+// and reports itself primary.
+func (s ClusterStatus) PrimaryMember() (MemberStatus, bool) {
+	for _, m := range s.Members {
+		if m.Role == cluster.RolePrimary && m.Leader {
+			return m, true
+		}
+	}
+	return MemberStatus{}, false
+}
+
 // Status reads the cluster state from etcd.
 func Status(ctx context.Context, st *store.Store, cfg config.Config) (ClusterStatus, error) {
 	snap, err := st.Snapshot(ctx)

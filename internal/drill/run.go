@@ -236,7 +236,7 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	conn, err := pgx.Connect(ctx, memberDSN(now, adminCred, r.Cfg.Postgres.AppDatabase))
+	conn, err := pgx.Connect(ctx, MemberDSN(now, adminCred, r.Cfg.Postgres.AppDatabase))
 	if err != nil {
 		return Report{}, err
 	}
@@ -354,13 +354,14 @@ func (r *Runner) waitDrained(ctx context.Context, timeout time.Duration, end tim
 	}
 }
 
-func memberDSN(m admin.MemberStatus, cred config.Credentials, db string) string {
+// MemberDSN reaches member m directly (through its advertised port) as cred.
+func MemberDSN(m admin.MemberStatus, cred config.Credentials, db string) string {
 	return (&url.URL{Scheme: "postgres", User: url.UserPassword(cred.User, cred.Password), Host: fmt.Sprintf("%s:%d", m.Host, m.Port),
 		Path: "/" + db, RawQuery: "sslmode=disable&connect_timeout=5"}).String()
 }
 
 func (r *Runner) ensureTable(ctx context.Context, primary admin.MemberStatus, cred config.Credentials) error {
-	conn, err := pgx.Connect(ctx, memberDSN(primary, cred, r.Cfg.Postgres.AppDatabase))
+	conn, err := pgx.Connect(ctx, MemberDSN(primary, cred, r.Cfg.Postgres.AppDatabase))
 	if err != nil {
 		return err
 	}
@@ -376,20 +377,15 @@ func (r *Runner) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var primary *admin.MemberStatus
-	for i, m := range st.Members {
-		if m.Role == cluster.RolePrimary && m.Leader {
-			primary = &st.Members[i]
-		}
-	}
-	if primary == nil {
+	primary, ok := st.PrimaryMember()
+	if !ok {
 		return fmt.Errorf("%w: no running primary", ErrUnhealthy)
 	}
 	adminCred, _, err := r.Cfg.LoadSecrets()
 	if err != nil {
 		return err
 	}
-	return r.ensureTable(ctx, *primary, adminCred)
+	return r.ensureTable(ctx, primary, adminCred)
 }
 
 // NewWriter builds the writer of a path.
@@ -407,10 +403,8 @@ func (r *Runner) NewWriter(path string) (Writer, error) {
 			if err != nil {
 				return "", err
 			}
-			for _, m := range st.Members {
-				if m.Role == cluster.RolePrimary && m.Leader {
-					return memberDSN(m, adminCred, r.Cfg.Postgres.AppDatabase), nil
-				}
+			if m, ok := st.PrimaryMember(); ok {
+				return MemberDSN(m, adminCred, r.Cfg.Postgres.AppDatabase), nil
 			}
 			return "", errors.New("no primary")
 		}}, nil

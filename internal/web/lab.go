@@ -29,7 +29,6 @@ import (
 
 	"github.com/holdfast/holdfast/internal/admin"
 	"github.com/holdfast/holdfast/internal/buffer"
-	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/drill"
 	"github.com/holdfast/holdfast/internal/problem"
@@ -63,7 +62,8 @@ type Lab struct {
 	series  *series
 	hub     *hub
 	metrics *metrics
-	ports   map[string]string // "port N" -> member
+	ports   map[string]string  // "port N" -> member
+	admin   config.Credentials // reads record counts, empties the drill table
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -178,6 +178,12 @@ func New(cfg Config, log *slog.Logger) *Lab {
 		}
 		return m
 	})
+	// The secrets exist before the lab starts (up creates them first).
+	if cred, _, err := cfg.Deployment.LoadSecrets(); err == nil {
+		l.admin = cred
+	} else {
+		l.log.Warn("dashboard: no admin credentials: record counts and reset will fail", "err", err)
+	}
 	l.runner = &drill.Runner{Store: cfg.Store, Cfg: cfg.Deployment, Log: log, AdminToken: cfg.AdminToken}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
@@ -651,20 +657,18 @@ func (l *Lab) truncate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range st.Members {
-		if m.Role != cluster.RolePrimary || !m.Leader {
-			continue
-		}
-		conn, err := pgx.Connect(ctx, l.memberDSN(m))
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		_, err = conn.Exec(ctx, "TRUNCATE drill_writes")
-		if isUndefinedTable(err) {
-			return nil
-		}
+	m, ok := st.PrimaryMember()
+	if !ok {
+		return errors.New("no primary")
+	}
+	conn, err := pgx.Connect(ctx, l.memberDSN(m))
+	if err != nil {
 		return err
 	}
-	return errors.New("no primary")
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "TRUNCATE drill_writes")
+	if isUndefinedTable(err) {
+		return nil
+	}
+	return err
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/drill"
 	"github.com/holdfast/holdfast/internal/proxy"
 )
 
@@ -103,12 +102,7 @@ func proxyStatus(ctx context.Context, client *http.Client, addr string) *proxy.S
 
 // memberDSN reaches a member as the administrator, the way clients do.
 func (l *Lab) memberDSN(m admin.MemberStatus) string {
-	cred, _, err := l.cfg.Deployment.LoadSecrets()
-	if err != nil {
-		return ""
-	}
-	return (&url.URL{Scheme: "postgres", User: url.UserPassword(cred.User, cred.Password), Host: fmt.Sprintf("%s:%d", m.Host, m.Port),
-		Path: "/" + l.cfg.Deployment.Postgres.AppDatabase, RawQuery: "sslmode=disable&connect_timeout=1"}).String()
+	return drill.MemberDSN(m, l.admin, l.cfg.Deployment.Postgres.AppDatabase)
 }
 
 func isUndefinedTable(err error) bool {
