@@ -272,9 +272,14 @@ func TestServiceWriteStatusAndDeadLetters(t *testing.T) {
 		}
 		return nil
 	})
-	if got := testutil.ToFloat64(f.svc.metrics.outcomes.WithLabelValues(outcomeCommitted)); got != 1 {
-		t.Fatalf("writes_settled_total{committed} = %v after the restart, want 1", got)
-	}
+	// The counter moves when the committer settles the batch, just after
+	// the write shows as committed.
+	htestutil.Eventually(t, 10*time.Second, "writes_settled_total{committed} = 1 after the restart", func() error {
+		if got := testutil.ToFloat64(f.svc.metrics.outcomes.WithLabelValues(outcomeCommitted)); got != 1 {
+			return fmt.Errorf("writes_settled_total{committed} = %v", got)
+		}
+		return nil
+	})
 	n, err := testutil.GatherAndCount(f.reg, "holdfast_buffer_pending_writes", "holdfast_buffer_dead_letter_writes", "holdfast_buffer_commit_latency_seconds")
 	if err != nil || n != 3 {
 		t.Fatalf("metrics: %d series, %v", n, err)
