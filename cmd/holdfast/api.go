@@ -66,19 +66,24 @@ func runAPI(args []string, stdout, stderr io.Writer) int {
 	supervisor.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The dashboard, and the buffer's wait for the standby regions, need
+	// the cluster's state.
+	st, stErr := openStore(cfg, log)
+	if stErr != nil {
+		fmt.Fprintf(stderr, "holdfast api: no dashboard, and the write buffer acknowledges without waiting for standby regions: %v\n", stErr)
+		st = nil
+	} else {
+		defer st.Close()
+	}
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	stack, err := supervisor.StartAPIStack(sctx, cfg, app, log)
+	stack, err := supervisor.StartAPIStack(sctx, cfg, app, st, log)
 	cancel()
 	if err != nil {
 		return fail(stderr, "api: %v", err)
 	}
 	defer stack.Close()
 	fmt.Fprintf(stdout, "holdfast api: http://%s (ToDo API /v1/todos, tokens /oauth2/token, OpenAPI /openapi.json)\n", stack.Server.Addr())
-	// The dashboard needs the cluster's state.
-	if st, err := openStore(cfg, log); err != nil {
-		fmt.Fprintf(stderr, "holdfast api: no dashboard: %v\n", err)
-	} else {
-		defer st.Close()
+	if st != nil {
 		stack.StartLab(st, cfg, log)
 		defer stack.Lab.Close()
 		fmt.Fprintf(stdout, "holdfast api: dashboard %s\n", stack.DashboardURL())

@@ -21,14 +21,15 @@ import (
 
 func drillUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: holdfast drill run --scenario S --path P [--rate N] [--duration D] [--repeat K] [--json] [--config FILE]\n"+
-		"       holdfast drill matrix [--rate N] [--duration D] [--repeat K] [--json] [--config FILE]\n\n"+
+		"       holdfast drill matrix [--rate N] [--duration D] [--repeat K] [--regions] [--json] [--config FILE]\n\n"+
 		"Writes unique ids at a steady rate along a path, injects a fault, waits for recovery (and for the\n"+
 		"write buffer to drain), then reconciles what was acknowledged with what the database holds.\n"+
 		"Scenarios: %s. Paths: %s\n"+
 		"(direct: an application that reconnects to whichever member status calls primary; proxy: the\n"+
 		"writer endpoint; buffer: the durable write buffer's ingest). The report gives requests, ok, errors,\n"+
 		"unknown outcomes, lost acknowledged writes, duplicates, downtime (longest time without a success),\n"+
-		"recovery (fault to the first success of a write sent after it), latency and a timeline.\n",
+		"recovery (fault to the first success of a write sent after it), latency and a timeline.\n"+
+		"The matrix runs every scenario on every path; the region-* scenarios only with --regions.\n",
 		strings.Join(drill.Scenarios, ", "), strings.Join(drill.Paths, ", "))
 }
 
@@ -52,6 +53,7 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 	repeat := fs.Int("repeat", 1, "run the drill K times and report min, median and max")
 	pause := fs.Duration("pause", 5*time.Second, "pause-primary and partition-primary: how long the primary stays stopped or cut off")
 	asJSON := fs.Bool("json", false, "print the report(s) as JSON")
+	withRegions := fs.Bool("regions", false, "matrix: include the region-* scenarios (they need a standby region and move the primary region)")
 	fs.Usage = func() { drillUsage(stderr); fmt.Fprintf(stderr, "\nFlags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagExit(err)
@@ -72,6 +74,9 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		}
 	} else {
 		for _, s := range drill.Scenarios {
+			if strings.HasPrefix(s, "region-") && !*withRegions {
+				continue
+			}
 			for _, p := range drill.Paths {
 				rc := drill.RunConfig{Scenario: s, Path: p, Rate: *rate, Duration: *duration, PauseFor: *pause}
 				if err := rc.Validate(); err != nil {

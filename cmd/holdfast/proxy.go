@@ -25,8 +25,9 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file (default: built-in demo config, or $HOLDFAST_CONFIG)")
+	regionName := fs.String("region", "", "run this region's endpoints (regions[].proxy); default: the primary_region's (proxy.writer_addr ...)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: holdfast proxy [--config FILE]\n       holdfast proxy status [--config FILE] [--json]\n\n"+
+		fmt.Fprintf(stderr, "Usage: holdfast proxy [--config FILE] [--region R]\n       holdfast proxy status [--config FILE] [--json]\n\n"+
 			"Runs the PostgreSQL proxy in the foreground (`holdfast up` runs one itself): the writer endpoint\n"+
 			"follows the primary and holds new connections while it changes; the reader endpoint balances over\n"+
 			"healthy replicas. Clients log in with SCRAM-SHA-256 against proxy.users_file. Prometheus metrics\n"+
@@ -46,11 +47,15 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "%v", err)
 	}
 	defer st.Close()
-	svc, err := proxy.Start(cfg, st, log)
+	region := *regionName
+	if region == "" {
+		region = cfg.PrimaryRegion
+	}
+	svc, err := proxy.StartRegion(cfg, region, st, log)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	fmt.Fprintf(stdout, "holdfast proxy: writer %s, reader %s\n", svc.Addr("writer"), svc.Addr("reader"))
+	fmt.Fprintf(stdout, "holdfast proxy: region %s: writer %s, reader %s\n", region, svc.Addr("writer"), svc.Addr("reader"))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()

@@ -84,28 +84,21 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	snap, err := st.Snapshot(sctx)
+	regions, err := admin.ReadRegions(sctx, st, cfg)
 	if err != nil {
 		return fail(stderr, "region status: %v", err)
-	}
-	regions := admin.BuildRegions(cfg, snap)
-	canaries, err := st.Canaries(sctx)
-	if err != nil {
-		return fail(stderr, "region status: %v", err)
-	}
-	for i, r := range regions.Regions {
-		regions.Regions[i].Canary = canaries[r.Name]
 	}
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(regions)
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REGION\tROLE\tLEADER\tRUNNING\tLAG\tREPLAY LAG\tCANARY")
+	fmt.Fprintln(tw, "REGION\tROLE\tLEADER\tRUNNING\tLAG\tLAG TIME\tREPLAY LAG\tCANARY")
 	for _, r := range regions.Regions {
-		replay := "-"
-		if r.ReplayLagMS != nil {
-			replay = (time.Duration(*r.ReplayLagMS) * time.Millisecond).String()
+		replay := msOrDash(r.ReplayLagMS)
+		lagTime := "-"
+		if r.LagSeconds != nil {
+			lagTime = time.Duration(*r.LagSeconds * float64(time.Second)).Round(time.Millisecond).String()
 		}
 		leader := r.Leader
 		if leader == "" {
@@ -119,7 +112,7 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 				canary += " (" + cs.Waiting + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", r.Name, r.Role, leader, r.Running, r.Members, r.LagBytes, replay, canary)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", r.Name, r.Role, leader, r.Running, r.Members, r.LagBytes, lagTime, replay, canary)
 	}
 	_ = tw.Flush()
 	return exitOK

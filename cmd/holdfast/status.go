@@ -85,7 +85,7 @@ func printStatus(w io.Writer, s admin.ClusterStatus) {
 	}
 	fmt.Fprintf(w, "Cluster: %s  primary: %s  generation: %d  sync: %s %v%s\n", s.Cluster, primary, s.Generation, s.SyncMode, s.SyncSet, flags)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tREGION\tZONE\tHOST\tROLE\tSTATE\tTL\tLSN\tLAG\tREPLAY LAG\tSYNC\tPID")
+	fmt.Fprintln(tw, "MEMBER\tREGION\tZONE\tHOST\tROLE\tSTATE\tTL\tLSN\tLAG\tLAG TIME\tREPLAY LAG\tSYNC\tPID")
 	for _, m := range s.Members {
 		sync := ""
 		if m.Sync {
@@ -95,11 +95,8 @@ func printStatus(w io.Writer, s admin.ClusterStatus) {
 		if m.PID > 0 {
 			pid = fmt.Sprint(m.PID)
 		}
-		replay := "-"
-		if m.ReplayLag != nil {
-			replay = (time.Duration(*m.ReplayLag) * time.Millisecond).String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", m.Name, m.Region, m.Zone, m.Host, m.Port, m.Role, m.State, m.Timeline, m.LSN, m.LagBytes, replay, sync, pid)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", m.Name, m.Region, m.Zone, m.Host, m.Port, m.Role, m.State, m.Timeline, m.LSN, m.LagBytes,
+			msOrDash(m.HeartbeatLag), msOrDash(m.ReplayLag), sync, pid)
 	}
 	tw.Flush()
 	for _, m := range s.Members {
@@ -107,4 +104,12 @@ func printStatus(w io.Writer, s admin.ClusterStatus) {
 			fmt.Fprintf(w, "%s: %s\n", m.Name, m.LastError)
 		}
 	}
+}
+
+// msOrDash shows milliseconds as a duration, or "-" when unknown.
+func msOrDash(ms *int64) string {
+	if ms == nil {
+		return "-"
+	}
+	return (time.Duration(*ms) * time.Millisecond).String()
 }

@@ -11,19 +11,19 @@ import (
 
 func TestPrintStatus(t *testing.T) {
 	lag := int64(1500)
-	zero := int64(0)
+	zero, hb := int64(0), int64(42)
 	var b bytes.Buffer
 	printStatus(&b, admin.ClusterStatus{Cluster: "demo", Primary: "a", Generation: 2, SyncMode: "quorum",
 		Members: []admin.MemberStatus{
 			{Name: "a", Role: "primary", State: "running", Host: "h", Port: 1, PID: 10},
-			{Name: "b", Role: "replica", State: "running", Host: "h", Port: 2, ReplayLag: &lag},
+			{Name: "b", Role: "replica", State: "running", Host: "h", Port: 2, ReplayLag: &lag, HeartbeatLag: &hb},
 			{Name: "c", Role: "replica", State: "running", Host: "h", Port: 3, ReplayLag: &zero},
 		}})
 	for _, re := range []string{
-		`MEMBER +REGION .* LAG +REPLAY LAG +SYNC +PID`,
-		`(?m)^a .* 0 +- +10$`,
-		`(?m)^b .* 0 +1\.5s +- *$`,
-		`(?m)^c .* 0 +0s +- *$`,
+		`MEMBER +REGION .* LAG +LAG TIME +REPLAY LAG +SYNC +PID`,
+		`(?m)^a .* 0 +- +- +10$`,
+		`(?m)^b .* 0 +42ms +1\.5s +- *$`,
+		`(?m)^c .* 0 +- +0s +- *$`,
 	} {
 		if !regexp.MustCompile(re).Match(b.Bytes()) {
 			t.Errorf("status output does not match %q:\n%s", re, b.String())

@@ -25,6 +25,10 @@ type RegionStatus struct {
 	// the primary region); ReplayLagMS its replay delay as last published.
 	LagBytes    int64  `json:"lag_bytes"`
 	ReplayLagMS *int64 `json:"replay_lag_ms,omitempty"`
+	// LagSeconds is the region leader's lag in time, measured end to end by
+	// the primary's heartbeat row (absent if unknown; 0 for the primary
+	// region).
+	LagSeconds *float64 `json:"lag_seconds,omitempty"`
 	// Canary is the region's canary state, when one runs.
 	Canary json.RawMessage `json:"canary,omitempty"`
 }
@@ -52,7 +56,7 @@ func BuildRegions(cfg config.Config, snap store.Snapshot) Regions {
 	for _, name := range names {
 		rs := RegionStatus{Name: name, Role: "standby"}
 		if name == pr {
-			rs.Role = "primary"
+			rs.Role, rs.LagSeconds = "primary", new(float64)
 		}
 		if l, ok := snap.Leaders[name]; ok {
 			rs.Leader = l.Member
@@ -67,11 +71,32 @@ func BuildRegions(cfg config.Config, snap store.Snapshot) Regions {
 			}
 			if m.Name == rs.Leader && name != pr {
 				rs.LagBytes, rs.ReplayLagMS = m.LagBytes, m.ReplayLag
+				if m.HeartbeatLag != nil {
+					v := float64(*m.HeartbeatLag) / 1000
+					rs.LagSeconds = &v
+				}
 			}
 		}
 		out.Regions = append(out.Regions, rs)
 	}
 	return out
+}
+
+// ReadRegions reads the regions' state from etcd, canaries included.
+func ReadRegions(ctx context.Context, st *store.Store, cfg config.Config) (Regions, error) {
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return Regions{}, err
+	}
+	regions := BuildRegions(cfg, snap)
+	canaries, err := st.Canaries(ctx)
+	if err != nil {
+		return Regions{}, err
+	}
+	for i, r := range regions.Regions {
+		regions.Regions[i].Canary = canaries[r.Name]
+	}
+	return regions, nil
 }
 
 // regionChange checks that `to` is a configured region other than the
@@ -141,9 +166,13 @@ func RegionSwitchover(ctx context.Context, st *store.Store, cfg config.Config, t
 // WAL position the old primary was known to have reached against what the
 // new primary had replayed.
 type DataLoss struct {
-	// Known is false when no report of the old primary survived (its
-	// member key went with its lease): the window is then unknown.
+	// Known is false when no primary of the old region ever reported: the
+	// window is then unknown. The position is the last one reported, at the
+	// agent's loop interval, so WAL written after that report is not
+	// counted.
 	Known          bool        `json:"known"`
+	LastPrimary    string      `json:"last_primary,omitempty"`
+	LastPrimaryAt  time.Time   `json:"last_primary_at,omitzero"`
 	LastPrimaryLSN cluster.LSN `json:"last_primary_lsn"`
 	ReplayedLSN    cluster.LSN `json:"replayed_lsn"`
 	WindowBytes    int64       `json:"window_bytes"`
@@ -180,9 +209,16 @@ func RegionFailover(ctx context.Context, st *store.Store, cfg config.Config, to 
 		return Result{}, DataLoss{}, fmt.Errorf("region failover refused, nothing changed: the standby leader %s of %s is not a running replica", l.Member, to)
 	}
 	loss := DataLoss{ReplayedLSN: target.LSN}
+	// The region's last primary report outlives its lease; a live report
+	// may be newer.
+	if lp, ok, err := st.LastPrimary(ctx, from); err != nil {
+		return Result{}, loss, fmt.Errorf("region failover: %w", err)
+	} else if ok {
+		loss.Known, loss.LastPrimary, loss.LastPrimaryAt, loss.LastPrimaryLSN = true, lp.Member, lp.At, lp.LSN
+	}
 	for _, m := range snap.Members {
 		if m.Region == from && m.Role == cluster.RolePrimary && m.LSN > loss.LastPrimaryLSN {
-			loss.Known, loss.LastPrimaryLSN = true, m.LSN
+			loss.Known, loss.LastPrimary, loss.LastPrimaryAt, loss.LastPrimaryLSN = true, m.Name, m.UpdatedAt, m.LSN
 		}
 	}
 	if loss.Known {
@@ -215,7 +251,8 @@ func RegionFailover(ctx context.Context, st *store.Store, cfg config.Config, to 
 	}
 	window := "unknown"
 	if loss.Known {
-		window = fmt.Sprintf("%d bytes (old primary at %s, replayed %s)", loss.WindowBytes, loss.LastPrimaryLSN, loss.ReplayedLSN)
+		window = fmt.Sprintf("%d bytes (old primary %s at %s as of %s, replayed %s)", loss.WindowBytes, loss.LastPrimary, loss.LastPrimaryLSN,
+			loss.LastPrimaryAt.Format(time.RFC3339Nano), loss.ReplayedLSN)
 	}
 	msg := fmt.Sprintf("region failover %s -> %s: %s promotes; data-loss window %s", from, to, l.Member, window)
 	progress(msg)

@@ -26,23 +26,26 @@ type ClusterStatus struct {
 
 // MemberStatus is one row of the status.
 type MemberStatus struct {
-	Name       string        `json:"name"`
-	Region     string        `json:"region"`
-	Zone       string        `json:"zone"`
-	Role       cluster.Role  `json:"role"`
-	State      cluster.State `json:"state"`
-	Host       string        `json:"host"`
-	Port       int           `json:"port"`
-	Timeline   int           `json:"timeline"`
-	LSN        cluster.LSN   `json:"lsn"`
-	LagBytes   int64         `json:"lag_bytes"`
-	ReplayLag  *int64        `json:"replay_lag_ms,omitempty"` // replicas: milliseconds, as last published; absent if unknown
-	Sync       bool          `json:"sync"`
-	PID        int           `json:"pid"`
-	AgentPID   int           `json:"agent_pid"`
-	Generation int64         `json:"generation"`
-	Leader     bool          `json:"leader"`
-	LastError  string        `json:"last_error,omitempty"`
+	Name      string        `json:"name"`
+	Region    string        `json:"region"`
+	Zone      string        `json:"zone"`
+	Role      cluster.Role  `json:"role"`
+	State     cluster.State `json:"state"`
+	Host      string        `json:"host"`
+	Port      int           `json:"port"`
+	Timeline  int           `json:"timeline"`
+	LSN       cluster.LSN   `json:"lsn"`
+	LagBytes  int64         `json:"lag_bytes"`
+	ReplayLag *int64        `json:"replay_lag_ms,omitempty"` // replicas: milliseconds, as last published; absent if unknown
+	// HeartbeatLag (replicas) is the lag in milliseconds measured end to end
+	// by the primary's heartbeat row, as last published; absent if unknown.
+	HeartbeatLag *int64 `json:"heartbeat_lag_ms,omitempty"`
+	Sync         bool   `json:"sync"`
+	PID          int    `json:"pid"`
+	AgentPID     int    `json:"agent_pid"`
+	Generation   int64  `json:"generation"`
+	Leader       bool   `json:"leader"`
+	LastError    string `json:"last_error,omitempty"`
 }
 
 // PrimaryMember is the member that holds the primary region's leader key
@@ -132,10 +135,7 @@ func fill(ms *MemberStatus, m cluster.Member, snap store.Snapshot, primaryLSN cl
 	case cluster.RolePrimary:
 		ms.Sync = m.SyncStandbyNames != ""
 	case cluster.RoleReplica:
-		if m.ReplayLagMS != nil {
-			v := *m.ReplayLagMS
-			ms.ReplayLag = &v
-		}
+		ms.ReplayLag, ms.HeartbeatLag = copyPtr(m.ReplayLagMS), copyPtr(m.HeartbeatLagMS)
 		if r, ok := flush[m.Name]; ok {
 			ms.Sync = r.SyncState == "sync" || r.SyncState == "quorum"
 			ms.LagBytes = cluster.Lag(primaryLSN, r.FlushLSN)
@@ -143,4 +143,12 @@ func fill(ms *MemberStatus, m cluster.Member, snap store.Snapshot, primaryLSN cl
 			ms.LagBytes = cluster.Lag(primaryLSN, m.LSN)
 		}
 	}
+}
+
+func copyPtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

@@ -42,6 +42,8 @@ type Agent struct {
 	admin   config.Credentials
 	repl    config.Credentials
 	metrics *metrics
+	// hb is the replica's lag in time, fed by heartbeatLoop.
+	hb lagTracker
 
 	// leaseMu guards lease and validUntil, shared with the lease goroutines.
 	leaseMu    sync.Mutex
@@ -113,6 +115,7 @@ func New(cfg config.Config, name string, st *store.Store, log *slog.Logger) (*Ag
 		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1),
 		members: map[string]cluster.Member{}, leaders: map[string]cluster.Leader{}, state: cluster.StateStarting, standby: true,
 		metrics: newMetrics(name),
+		hb:      lagTracker{interval: cfg.Agent.HeartbeatInterval.D()},
 	}, nil
 }
 
@@ -141,9 +144,10 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	lctx, stopLease := context.WithCancel(context.Background())
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.renewLoop(lctx) }()
 	go func() { defer wg.Done(); a.guardLoop(lctx) }()
+	go func() { defer wg.Done(); a.heartbeatLoop(lctx) }()
 	defer func() {
 		stopLease()
 		wg.Wait()

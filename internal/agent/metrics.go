@@ -28,6 +28,7 @@ type metrics struct {
 	generation prometheus.Gauge
 	lag        *prometheus.GaugeVec
 	replayLag  *prometheus.GaugeVec // no labels: absent while unknown
+	hbLag      *prometheus.GaugeVec // label region: absent while unknown
 	syncSet    prometheus.Gauge
 	events     *prometheus.CounterVec
 }
@@ -55,10 +56,12 @@ func newMetrics(member string) *metrics {
 			Help: "On the primary: how far each replica's flush position is behind.", ConstLabels: labels}, []string{"replica"}),
 		replayLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "member", Name: "replay_lag_seconds",
 			Help: "On a replica: how far replay is behind in time, as published (0 once all received WAL is replayed). Absent while unknown.", ConstLabels: labels}, nil),
+		hbLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "holdfast", Subsystem: "member", Name: "heartbeat_lag_seconds",
+			Help: "On a replica: replication lag in time measured end to end by the primary's heartbeat row (age of the newest heartbeat when first seen, or how overdue the next one is). Absent while unknown.", ConstLabels: labels}, []string{"region"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "holdfast", Subsystem: "member", Name: "events_total",
 			Help: "Events this agent recorded (promoted, demoted, postgres-crashed, failover-blocked, ...).", ConstLabels: labels}, []string{"kind"}),
 	}
-	reg.MustRegister(m.role, m.lag, m.replayLag, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.role, m.lag, m.replayLag, m.hbLag, m.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -85,6 +88,10 @@ func (m *metrics) observe(pub cluster.Member, leader, leaseValid bool, syncSet i
 		m.replayLag.WithLabelValues().Set(float64(*pub.ReplayLagMS) / 1000)
 	} else {
 		m.replayLag.Reset()
+	}
+	m.hbLag.Reset()
+	if pub.Role == cluster.RoleReplica && pub.HeartbeatLagMS != nil {
+		m.hbLag.WithLabelValues(pub.Region).Set(float64(*pub.HeartbeatLagMS) / 1000)
 	}
 }
 

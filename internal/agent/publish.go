@@ -35,6 +35,10 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 			m.Streaming = st.WalReceiverStatus == "streaming"
 			m.Upstream = a.upstream
 			m.ReplayLagMS = a.replayLagMS(st)
+			if d, ok := a.hb.lag(time.Now()); ok {
+				ms := d.Milliseconds()
+				m.HeartbeatLagMS = &ms
+			}
 		} else {
 			m.Role = cluster.RolePrimary
 			m.Generation = a.generation
@@ -55,9 +59,9 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	// on every change: a change wakes every agent, which would publish its
 	// own moving values in turn.
 	cmp := m
-	cmp.UpdatedAt, cmp.LSN, cmp.ReplayLSN, cmp.Replicas, cmp.ReplayLagMS = time.Time{}, 0, 0, nil, nil
+	cmp.UpdatedAt, cmp.LSN, cmp.ReplayLSN, cmp.Replicas, cmp.ReplayLagMS, cmp.HeartbeatLagMS = time.Time{}, 0, 0, nil, nil, nil
 	old := a.published
-	old.UpdatedAt, old.LSN, old.ReplayLSN, old.Replicas, old.ReplayLagMS = time.Time{}, 0, 0, nil, nil
+	old.UpdatedAt, old.LSN, old.ReplayLSN, old.Replicas, old.ReplayLagMS, old.HeartbeatLagMS = time.Time{}, 0, 0, nil, nil, nil
 	if !force && reflect.DeepEqual(cmp, old) && time.Since(a.lastPublish) < a.cfg.Agent.LoopInterval.D() {
 		return
 	}

@@ -32,6 +32,11 @@ type CommitterConfig struct {
 	// AckWait is how long JetStream waits for an acknowledgement before it
 	// redelivers a batch (the committer extends it while retrying).
 	AckWait time.Duration
+	// Replication, when set, holds each batch's acknowledgement until the
+	// leader of every standby region has received its commit (or the
+	// primary changed, and it is applied again): a region failover then
+	// loses no acknowledged write. Nil acknowledges at once.
+	Replication func(context.Context) (Replication, error)
 }
 
 // DefaultCommitterConfig is what holdfast up uses (DSN aside).
@@ -41,7 +46,8 @@ func DefaultCommitterConfig(dsn string) CommitterConfig {
 }
 
 // maxDelayedBatches bounds the batches of permanently failed writes waiting
-// for their next attempt.
+// for their next attempt, and of applied ones waiting for the standby
+// regions.
 const maxDelayedBatches = 10000
 
 // settledBatch is what became of one batch's writes.
@@ -70,8 +76,14 @@ type Committer struct {
 	// re-enqueued after a permanent failure and those dead-lettered.
 	settled func(b settledBatch)
 
-	// Applied, Duplicates, Retried and Dead count writes.
-	Applied, Duplicates, Retried, Dead atomic.Uint64
+	// Applied, Duplicates, Retried and Dead count writes; Redelivered
+	// counts batches applied again because the primary changed before the
+	// standby regions had them.
+	Applied, Duplicates, Retried, Dead, Redelivered atomic.Uint64
+
+	// pendingAcks feeds regionAckLoop; awaitingRegions is its queue length.
+	pendingAcks     chan committed
+	awaitingRegions atomic.Int64
 }
 
 // NewCommitter creates the dead-letter stream and the durable consumer.
@@ -92,7 +104,7 @@ func NewCommitter(ctx context.Context, nc *nats.Conn, cfg CommitterConfig, log *
 	if err != nil {
 		return nil, fmt.Errorf("committer consumer on %s: %w", cfg.Log.Stream, err)
 	}
-	return &Committer{cfg: cfg, js: js, cons: cons, log: log.With("component", "committer")}, nil
+	return &Committer{cfg: cfg, js: js, cons: cons, log: log.With("component", "committer"), pendingAcks: make(chan committed, 64)}, nil
 }
 
 // Run applies batches until ctx ends.
@@ -106,6 +118,12 @@ func (c *Committer) Run(ctx context.Context) error {
 	// readers find them; if the database is down, the first batch retries.
 	if err := c.connect(ctx); err != nil {
 		c.log.Info("database not reachable yet; writes are accepted and wait", "err", err)
+	}
+	if c.cfg.Replication != nil {
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); c.regionAckLoop(actx) }()
+		defer func() { stop(); <-done }()
 	}
 	for ctx.Err() == nil {
 		batch, err := c.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
@@ -152,8 +170,13 @@ func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	var out []Outcome
+	var pos Position
 	for attempt := 1; ; attempt++ {
-		if out, err = c.apply(ctx, ws); err == nil {
+		if out, err = c.apply(ctx, ws); err == nil && c.cfg.Replication != nil {
+			// Where the commit ended, for the standby regions to reach.
+			pos, err = commitPosition(ctx, c.conn)
+		}
+		if err == nil {
 			break
 		}
 		// Transient (or the connection is gone): retry the whole batch,
@@ -212,7 +235,13 @@ func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
 	for _, w := range dead {
 		c.log.Warn("write dead-lettered", "key", w.Key, "kind", w.Kind, "attempts", w.Attempts, "err", w.LastError)
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
+	if c.cfg.Replication != nil {
+		select {
+		case c.pendingAcks <- committed{msg: msg, pos: pos, since: commitTime}:
+		case <-ctx.Done():
+			return
+		}
+	} else if err := msg.DoubleAck(ctx); err != nil {
 		c.log.Warn("acknowledging a batch; it will be redelivered (no second effect)", "err", err)
 	}
 	if c.settled != nil {

@@ -62,7 +62,13 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 	transient := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 		Name: "transient_retries_total", Help: "Writes whose batch was retried after a transient failure (database down, read-only, serialization); these do not count toward the dead-letter limit."},
 		func() float64 { return float64(s.committer.Retried.Load()) })
-	reg.MustRegister(m.accepted, m.rejected, m.ackLatency, m.commitLat, m.attempts, m.outcomes, transient, &depthCollector{s: s})
+	awaiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+		Name: "batches_awaiting_standby_regions", Help: "Committed batches whose acknowledgement waits until every standby region has received them (JetStream keeps them meanwhile)."},
+		func() float64 { return float64(s.committer.awaitingRegions.Load()) })
+	redelivered := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+		Name: "region_redeliveries_total", Help: "Committed batches applied again because the primary changed before every standby region had them (duplicates have no second effect)."},
+		func() float64 { return float64(s.committer.Redelivered.Load()) })
+	reg.MustRegister(m.accepted, m.rejected, m.ackLatency, m.commitLat, m.attempts, m.outcomes, transient, awaiting, redelivered, &depthCollector{s: s})
 	return m
 }
 

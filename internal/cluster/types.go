@@ -53,6 +53,13 @@ type Member struct {
 	// streamed nor replayed a transaction since it started, an agent older
 	// than this field): readers must treat absent as "too far behind".
 	ReplayLagMS *int64 `json:"replay_lag_ms,omitempty"`
+	// HeartbeatLagMS (replica only) is the replica's lag in time measured end
+	// to end, in milliseconds: how old the newest heartbeat row (written by
+	// the primary every agent.heartbeat_interval) was when the replica first
+	// saw it, or how overdue the next one is, whichever is larger. Unlike
+	// ReplayLagMS it counts WAL not yet received; it also grows while the
+	// primary is down. Absent while no heartbeat has been seen.
+	HeartbeatLagMS *int64 `json:"heartbeat_lag_ms,omitempty"`
 	// SyncStandbyNames is the primary's effective synchronous_standby_names.
 	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
 	// Replicas is the primary's view of its streaming replicas.
@@ -200,4 +207,17 @@ const (
 	EventRegionPromoted    = "region-promoted"
 	EventRegionFailover    = "region-failover"
 	EventCanaryActed       = "canary-acted"
+	// EventMemberDown and EventMemberRestored: holdfast up carried out, and
+	// ended, a drill's down fault on a member.
+	EventMemberDown     = "down"
+	EventMemberRestored = "restored"
 )
+
+// LastPrimary is the last position a region's primary reported. It is kept
+// without a lease, so it outlives the region.
+type LastPrimary struct {
+	Member   string    `json:"member"`
+	Timeline int       `json:"timeline"`
+	LSN      LSN       `json:"lsn"`
+	At       time.Time `json:"at"`
+}

@@ -106,6 +106,10 @@ type Agent struct {
 	LoopInterval Duration `yaml:"loop_interval"`
 	// StartTimeout bounds a PostgreSQL start (crash recovery included).
 	StartTimeout Duration `yaml:"start_timeout"`
+	// HeartbeatInterval is how often the primary's agent updates the
+	// heartbeat row replicas measure their lag in seconds by; replicas'
+	// agents read it twice as often. 0 turns heartbeats off.
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 }
 
 // Proxy configures the PostgreSQL protocol proxy.
@@ -204,8 +208,38 @@ type Buffer struct {
 
 // Region is a group of members; one region holds the primary.
 type Region struct {
-	Name    string   `yaml:"name"`
-	Members []Member `yaml:"members"`
+	Name string `yaml:"name"`
+	// Proxy is the region's own proxy endpoints: clients in the region
+	// write through its writer (to the global primary, held during any
+	// change) and read from its reader (the region's replicas). The
+	// primary_region's endpoints are proxy.writer_addr, reader_addr and
+	// admin_addr; a region without either runs no proxy of its own.
+	Proxy   RegionProxy `yaml:"proxy,omitempty"`
+	Members []Member    `yaml:"members"`
+}
+
+// RegionProxy is a region's proxy endpoints.
+type RegionProxy struct {
+	WriterAddr string `yaml:"writer_addr,omitempty"`
+	ReaderAddr string `yaml:"reader_addr,omitempty"`
+	AdminAddr  string `yaml:"admin_addr,omitempty"`
+}
+
+// IsZero says whether no endpoint is set.
+func (p RegionProxy) IsZero() bool { return p == RegionProxy{} }
+
+// RegionProxy is region's proxy endpoints; ok is false when the region
+// has none of its own. It does not look at proxy.enabled.
+func (c Config) RegionProxy(region string) (RegionProxy, bool) {
+	if region == c.PrimaryRegion {
+		return RegionProxy{WriterAddr: c.Proxy.WriterAddr, ReaderAddr: c.Proxy.ReaderAddr, AdminAddr: c.Proxy.AdminAddr}, true
+	}
+	for _, r := range c.Regions {
+		if r.Name == region && !r.Proxy.IsZero() {
+			return r.Proxy, true
+		}
+	}
+	return RegionProxy{}, false
 }
 
 // Member is one PostgreSQL instance and its agent.
@@ -288,8 +322,9 @@ func Default() Config {
 			CanaryFailures:     3,
 		},
 		Agent: Agent{
-			LoopInterval: Duration(1e9),
-			StartTimeout: Duration(120e9),
+			LoopInterval:      Duration(1e9),
+			StartTimeout:      Duration(120e9),
+			HeartbeatInterval: Duration(100e6),
 		},
 		Proxy: Proxy{
 			Enabled:                 true,
@@ -344,7 +379,8 @@ func Default() Config {
 				{Name: "home-c", Zone: "c", Host: "127.0.0.1", Port: 15434, AdvertisePort: 16434, MetricsPort: 19434},
 			},
 		}, {
-			Name: "away",
+			Name:  "away",
+			Proxy: RegionProxy{WriterAddr: "127.0.0.1:6442", ReaderAddr: "127.0.0.1:6443", AdminAddr: "127.0.0.1:6444"},
 			Members: []Member{
 				{Name: "away-a", Zone: "a", Host: "127.0.0.1", Port: 15435, AdvertisePort: 16435, MetricsPort: 19435},
 				{Name: "away-b", Zone: "b", Host: "127.0.0.1", Port: 15436, AdvertisePort: 16436, MetricsPort: 19436},

@@ -39,6 +39,9 @@ func (c Config) Validate() error {
 	if c.Agent.StartTimeout.D() < time.Second {
 		return invalid("agent.start_timeout", "%s is too short (minimum 1s)", c.Agent.StartTimeout)
 	}
+	if hb := c.Agent.HeartbeatInterval.D(); hb != 0 && (hb < 10*time.Millisecond || hb > time.Minute) {
+		return invalid("agent.heartbeat_interval", "%s is out of range (0 to turn heartbeats off, else 10ms to 1m)", c.Agent.HeartbeatInterval)
+	}
 	if err := c.Proxy.validate(); err != nil {
 		return err
 	}
@@ -342,6 +345,43 @@ func (c Config) validateRegions() error {
 	}
 	if !regions[c.PrimaryRegion] {
 		return invalid("primary_region", "%q is not one of the regions", c.PrimaryRegion)
+	}
+	return c.validateRegionProxies(addrs)
+}
+
+// validateRegionProxies checks the regions' own proxy endpoints: host:port,
+// and no address used twice (by another endpoint, or a member).
+func (c Config) validateRegionProxies(used map[string]string) error {
+	if c.Proxy.Enabled {
+		for field, a := range map[string]string{"proxy.writer_addr": c.Proxy.WriterAddr, "proxy.reader_addr": c.Proxy.ReaderAddr, "proxy.admin_addr": c.Proxy.AdminAddr} {
+			if a != "" {
+				used[a] = field
+			}
+		}
+	}
+	for ri, r := range c.Regions {
+		if r.Proxy.IsZero() {
+			continue
+		}
+		rf := fmt.Sprintf("regions[%d].proxy", ri)
+		if r.Name == c.PrimaryRegion {
+			return invalid(rf, "region %q is the primary_region, whose endpoints are proxy.writer_addr, reader_addr and admin_addr", r.Name)
+		}
+		if r.Proxy.WriterAddr == "" && r.Proxy.ReaderAddr == "" {
+			return invalid(rf+".writer_addr", "writer_addr and reader_addr are both empty")
+		}
+		for _, f := range []struct{ field, addr string }{{"writer_addr", r.Proxy.WriterAddr}, {"reader_addr", r.Proxy.ReaderAddr}, {"admin_addr", r.Proxy.AdminAddr}} {
+			if f.addr == "" {
+				continue
+			}
+			if _, port, err := net.SplitHostPort(f.addr); err != nil || port == "" {
+				return invalid(rf+"."+f.field, "%q must be host:port", f.addr)
+			}
+			if prev, ok := used[f.addr]; ok {
+				return invalid(rf+"."+f.field, "%s is used by %s", f.addr, prev)
+			}
+			used[f.addr] = rf + "." + f.field
+		}
 	}
 	return nil
 }

@@ -285,6 +285,16 @@ func (l *Load) Records() []Record {
 }
 
 // Stored counts the rows of each id of drill in the database.
+// FirstWrittenAfter is when the first row of drill was written after t, as
+// the database's clock says (zero if none was).
+func FirstWrittenAfter(ctx context.Context, conn *pgx.Conn, drill string, t time.Time) (time.Time, error) {
+	var first *time.Time
+	if err := conn.QueryRow(ctx, "SELECT min(written_at) FROM drill_writes WHERE drill = $1 AND written_at > $2", drill, t).Scan(&first); err != nil || first == nil {
+		return time.Time{}, err
+	}
+	return *first, nil
+}
+
 func Stored(ctx context.Context, conn *pgx.Conn, drill string) (map[string]int, error) {
 	rows, err := conn.Query(ctx, "SELECT id::text, count(*) FROM drill_writes WHERE drill = $1 GROUP BY id", drill)
 	if err != nil {

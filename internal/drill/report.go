@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
 )
 
 // Outcome of one request.
@@ -69,6 +71,52 @@ type Report struct {
 	// AchievedRate is requests per second actually sent (a rate the
 	// machine cannot sustain is reported, not hidden).
 	AchievedRate float64 `json:"achieved_rate"`
+	// Region is the region-outage drill's region timeline.
+	Region *RegionOutage `json:"region,omitempty"`
+}
+
+// RegionOutage is what a region outage went through, in milliseconds
+// since the outage (-1: did not happen).
+type RegionOutage struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	// DetectedMS: the canary decided to fail over (canary-acted).
+	DetectedMS int64 `json:"detected_ms"`
+	// PromotedMS: the new region's leader was promoted.
+	PromotedMS int64 `json:"promoted_ms"`
+	// TakeoverMS: the drill saw the new primary running.
+	TakeoverMS int64 `json:"takeover_ms"`
+	// TrafficRestoredMS: the first write was applied on the new primary.
+	TrafficRestoredMS int64 `json:"traffic_restored_ms"`
+}
+
+// RegionOutageTimeline builds the region timeline of a region outage at
+// fault from the cluster's events and the times the drill saw (zero:
+// did not happen).
+func RegionOutageTimeline(from, to string, fault, takeover, restored time.Time, events []cluster.Event) *RegionOutage {
+	since := func(t time.Time) int64 {
+		if t.IsZero() {
+			return -1
+		}
+		return t.Sub(fault).Milliseconds()
+	}
+	var detected, promoted time.Time
+	for _, e := range events {
+		if e.Time.Before(fault) {
+			continue
+		}
+		switch e.Kind {
+		case cluster.EventCanaryActed:
+			if detected.IsZero() {
+				detected = e.Time
+			}
+		case cluster.EventPromoted:
+			if promoted.IsZero() {
+				promoted = e.Time
+			}
+		}
+	}
+	return &RegionOutage{From: from, To: to, DetectedMS: since(detected), PromotedMS: since(promoted), TakeoverMS: since(takeover), TrafficRestoredMS: since(restored)}
 }
 
 // Window is the drill's span and its fault.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/cluster"
 )
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -143,5 +145,28 @@ func TestLatencyNearestRank(t *testing.T) {
 	}
 	if l := latency(ms); l.P50 != 50 || l.P99 != 99 || l.Max != 100 {
 		t.Fatalf("latency %+v", l)
+	}
+}
+
+func TestRegionOutageTimeline(t *testing.T) {
+	fault := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return fault.Add(time.Duration(ms) * time.Millisecond) }
+	ev := func(ms int, kind string) cluster.Event { return cluster.Event{Time: at(ms), Kind: kind} }
+	for _, tt := range []struct {
+		name              string
+		events            []cluster.Event
+		takeover, restore time.Time
+		want              RegionOutage
+	}{
+		{"complete", []cluster.Event{ev(-500, cluster.EventPromoted), ev(10, "down"), ev(3100, cluster.EventCanaryActed),
+			ev(3200, cluster.EventRegionFailover), ev(3400, cluster.EventPromoted), ev(9000, cluster.EventPromoted)}, at(3500), at(3450),
+			RegionOutage{From: "home", To: "away", DetectedMS: 3100, PromotedMS: 3400, TakeoverMS: 3500, TrafficRestoredMS: 3450}},
+		{"nothing happened", []cluster.Event{ev(-10, cluster.EventCanaryActed)}, time.Time{}, time.Time{},
+			RegionOutage{From: "home", To: "away", DetectedMS: -1, PromotedMS: -1, TakeoverMS: -1, TrafficRestoredMS: -1}},
+	} {
+		got := RegionOutageTimeline("home", "away", fault, tt.takeover, tt.restore, tt.events)
+		if *got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, *got, tt.want)
+		}
 	}
 }

@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,12 +19,13 @@ import (
 	"github.com/holdfast/holdfast/internal/buffer"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/proc"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
 // Scenarios and paths.
 var (
-	Scenarios = []string{"kill-primary", "kill-node", "pause-primary", "switchover", "partition-primary", "region-switchover"}
+	Scenarios = []string{"kill-primary", "kill-node", "pause-primary", "switchover", "partition-primary", "region-switchover", "region-outage"}
 	Paths     = []string{"direct", "proxy", "buffer"}
 )
 
@@ -115,10 +114,14 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 		return Report{}, err
 	}
 	targetRegion := ""
-	if rc.Scenario == "region-switchover" {
+	if rc.Scenario == "region-switchover" || rc.Scenario == "region-outage" {
 		if targetRegion, err = r.standbyRegion(ctx); err != nil {
 			return Report{}, err
 		}
+	}
+	outage := rc.Scenario == "region-outage"
+	if outage && !r.Cfg.Failover.Canary {
+		return Report{}, errors.New("region-outage needs failover.canary: true (the canary is what fails the region over)")
 	}
 	if rc.Scenario == "partition-primary" {
 		if m, _, ok := r.Cfg.FindMember(primary.Name); !ok || !m.HasLink() {
@@ -185,6 +188,11 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 
 	load := &Load{Drill: name, Writer: writer, Rate: rc.Rate, Concurrency: rc.Concurrency, Timeout: 30 * time.Second, Observe: rc.Observe}
 	lctx, stopLoad := context.WithTimeout(ctx, rc.Duration)
+	if outage {
+		// The load lasts until the standby region has taken over, however
+		// long the canary takes, and a third of the duration more.
+		lctx, stopLoad = context.WithCancel(ctx)
+	}
 	defer stopLoad()
 	start := time.Now()
 	done := make(chan struct{})
@@ -206,12 +214,24 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 		<-done
 		return Report{}, fmt.Errorf("inject %s: %w", rc.Scenario, err)
 	}
+	var takeover time.Time
+	if outage {
+		takeover, err = r.regionOutage(ctx, primary.Region, start.Add(rc.Duration), rc.Duration/3)
+		stopLoad()
+		if err != nil {
+			<-done
+			return Report{}, err
+		}
+	}
 	<-done
 	end := time.Now()
 	r.progress("load stopped; waiting for recovery")
 	rc.phase("recovering", "", end)
 	if err := r.waitHealthy(ctx, 2*time.Minute); err != nil {
 		return Report{}, err
+	}
+	if outage {
+		r.waitRejoined(ctx, primary.Region, 3*time.Minute)
 	}
 	if rc.Path == "buffer" {
 		r.progress("waiting for the write buffer to drain")
@@ -245,7 +265,28 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	var restored time.Time
+	if outage {
+		// Once every member of the lost region is down (its last "down"
+		// event), the first row written is the first write the new
+		// primary applied.
+		down := fault
+		for _, e := range clusterEvents {
+			if e.Kind == cluster.EventMemberDown && e.Time.After(down) {
+				down = e.Time
+			}
+		}
+		if restored, err = FirstWrittenAfter(ctx, conn, name, down); err != nil {
+			return Report{}, err
+		}
+		if !restored.IsZero() {
+			timeline = append(timeline, Event{Event: "traffic restored " + now.Name, At: restored})
+		}
+	}
 	rep := Summarize(rc.Scenario, rc.Path, rc.Rate, Window{Start: start, End: end, Fault: fault}, load.Records(), stored, timeline)
+	if outage {
+		rep.Region = RegionOutageTimeline(primary.Region, now.Region, fault, takeover, restored, clusterEvents)
+	}
 	return rep, nil
 }
 
@@ -285,6 +326,103 @@ func (r *Runner) standbyRegion(ctx context.Context) (string, error) {
 		}
 	}
 	return "", errors.New("region-switchover needs a standby region with a standby leader (see `holdfast region status`)")
+}
+
+// regionMembers are the configured members of region.
+func (r *Runner) regionMembers(region string) []string {
+	var out []string
+	for _, reg := range r.Cfg.Regions {
+		if reg.Name == region {
+			for _, m := range reg.Members {
+				out = append(out, m.Name)
+			}
+		}
+	}
+	return out
+}
+
+// regionOutage follows a region-outage drill once its faults are in: it
+// waits for another region to take over (the canary acting), brings the
+// lost region back (it rejoins as a standby region), and returns when the
+// load should stop: loadUntil, or tail after the takeover if that is
+// later. It returns the time of the takeover.
+func (r *Runner) regionOutage(ctx context.Context, from string, loadUntil time.Time, tail time.Duration) (time.Time, error) {
+	f := r.Cfg.Failover
+	limit := f.LeaseTTL.D() + time.Duration(f.CanaryFailures+1)*f.CanaryInterval.D() + 2*time.Minute
+	r.progress("region %s is down; waiting for the canary to fail over (up to %s)", from, limit.Round(time.Second))
+	deadline := time.Now().Add(limit)
+	var takeover time.Time
+	for takeover.IsZero() {
+		if st, err := admin.Status(ctx, r.Store, r.Cfg); err == nil {
+			if p, ok := st.PrimaryMember(); ok && p.Region != from && p.State == cluster.StateRunning {
+				takeover = time.Now()
+				r.progress("region %s took over: %s is primary", p.Region, p.Name)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			r.heal(ctx, from)
+			return time.Time{}, fmt.Errorf("no region took over from %s within %s (is the canary running? see `holdfast region status`)", from, limit.Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			r.heal(ctx, from)
+			return time.Time{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	r.heal(ctx, from)
+	until := takeover.Add(tail)
+	if loadUntil.After(until) {
+		until = loadUntil
+	}
+	select {
+	case <-ctx.Done():
+		return takeover, ctx.Err()
+	case <-time.After(time.Until(until)):
+	}
+	return takeover, nil
+}
+
+// waitRejoined waits, at most timeout, for every member of the lost region
+// to run again as a replica (the next drill then starts from a settled
+// layout); it only reports when they do not.
+func (r *Runner) waitRejoined(ctx context.Context, region string, timeout time.Duration) {
+	r.progress("waiting for region %s to rejoin as a standby region", region)
+	deadline := time.Now().Add(timeout)
+	for {
+		if st, err := admin.Status(ctx, r.Store, r.Cfg); err == nil {
+			left := 0
+			for _, m := range st.Members {
+				if m.Region == region && (m.Role != cluster.RoleReplica || m.State != cluster.StateRunning) {
+					left++
+				}
+			}
+			if left == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			r.progress("region %s has not rejoined within %s; see `holdfast region status`", region, timeout)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// heal ends the down faults of region's members: holdfast up restarts them.
+func (r *Runner) heal(ctx context.Context, region string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, m := range r.regionMembers(region) {
+		if err := r.Store.ClearFault(cctx, m); err != nil {
+			r.progress("restore %s: %v (the fault ends with the drill's lease)", m, err)
+		}
+	}
 }
 
 // CheckHealthy says whether the cluster is fit for a drill now (nil) or
@@ -437,19 +575,12 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 		return syscall.Kill(pid, sig)
 	}
 	// A node's processes: the agent, the postmaster and every process
-	// under it (PostgreSQL's children each lead their own process group, so
-	// a group signal would miss them).
+	// under it.
 	node := func(sig syscall.Signal) error {
 		if primary.AgentPID <= 0 || primary.PID <= 0 {
 			return fmt.Errorf("no pid known for %s", primary.Name)
 		}
-		pids := append([]int{primary.AgentPID, primary.PID}, descendants(primary.PID)...)
-		for i, pid := range pids {
-			if err := syscall.Kill(pid, sig); err != nil && i < 2 {
-				return err
-			}
-		}
-		return nil
+		return proc.SignalNode(primary.AgentPID, primary.PID, sig)
 	}
 	// afterPause undoes a fault after rc.PauseFor, or at once when the
 	// drill is cancelled.
@@ -489,6 +620,16 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 			}
 		})
 		return nil
+	case "region-outage":
+		// holdfast up kills every member of the primary region and keeps
+		// them down while the faults last; they live under the drill's
+		// lease, so the region comes back by itself if the drill dies.
+		for _, m := range r.regionMembers(primary.Region) {
+			if err := r.Store.SetFault(ctx, m, store.Fault{Mode: store.FaultDown, By: drill}, lease); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "region-switchover":
 		go func() {
 			_, err := admin.RegionSwitchover(ctx, r.Store, r.Cfg, targetRegion, func(s string) { r.progress("region switchover: %s", s) })
@@ -507,43 +648,4 @@ func (r *Runner) inject(ctx context.Context, rc RunConfig, primary admin.MemberS
 		return nil
 	}
 	return fmt.Errorf("unknown scenario %q", rc.Scenario)
-}
-
-// descendants lists the processes under pid (from /proc).
-func descendants(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if pp, err := strconv.Atoi(f[1]); err == nil {
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }

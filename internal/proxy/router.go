@@ -212,6 +212,12 @@ const maxLoopInterval = time.Hour
 // every replica of the region: "" for those picked, else why not.
 func readersFrom(snap store.Snapshot, region string, wal walHistory, now time.Time, maxLag time.Duration) (out []Target, refused map[string]string) {
 	w, haveWriter := writerOf(snap, region)
+	// In a standby region, replicas cascade from the region's standby
+	// leader, which streams from the writer.
+	via := ""
+	if l, ok := snap.Leaders[region]; ok && haveWriter && w.Region != region {
+		via = l.Member
+	}
 	refused = map[string]string{}
 	for _, m := range snap.Members {
 		if m.Region != region || m.Role != cluster.RoleReplica {
@@ -219,7 +225,7 @@ func readersFrom(snap store.Snapshot, region string, wal walHistory, now time.Ti
 		}
 		why := refusal(m, now, maxLag)
 		if why == "" && haveWriter {
-			why = behindWriter(m, w, wal, maxLag)
+			why = behindWriter(m, w, via, wal, maxLag)
 		}
 		refused[m.Name] = why
 		if why == "" {
@@ -264,9 +270,10 @@ func refusal(m cluster.Member, now time.Time, maxLag time.Duration) string {
 
 // behindWriter is why replica m is too far behind writer w in received WAL,
 // or "". A replica following another member (a deposed primary, say) does
-// not qualify either.
-func behindWriter(m, w cluster.Member, wal walHistory, maxLag time.Duration) string {
-	if m.Upstream != w.Name {
+// not qualify either, except via: the standby leader of a standby region,
+// which its region's other replicas follow.
+func behindWriter(m, w cluster.Member, via string, wal walHistory, maxLag time.Duration) string {
+	if m.Upstream != w.Name && (via == "" || m.Upstream != via) {
 		return fmt.Sprintf("follows %q, not the writer %q", m.Upstream, w.Name)
 	}
 	if wal.writer != w.Name || wal.generation != w.Generation {

@@ -296,3 +296,39 @@ func TestRouterWALHistory(t *testing.T) {
 		}
 	})
 }
+
+// TestReadersOfStandbyRegion: a standby region's reader serves the
+// region's standby leader (streaming from the writer) and the replicas
+// cascading from it, and nothing of the primary region.
+func TestReadersOfStandbyRegion(t *testing.T) {
+	snap := cluster3()
+	snap.Topology.PrimaryRegion = "home"
+	snap.Leaders["away"] = cluster.Leader{Region: "away", Member: "lead"}
+	for name, upstream := range map[string]string{"lead": "a", "cascade": "lead", "stray": "x"} {
+		m := replica(name)
+		m.Region, m.Upstream = "away", upstream
+		snap.Members[name] = m
+	}
+	delete(snap.Members, "far")
+	got, refused := readersFrom(snap, "away", walHistory{}, t0, time.Second)
+	var names []string
+	for _, g := range got {
+		names = append(names, g.Name)
+	}
+	if want := []string{"cascade", "lead"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("readers of away = %v; want %v (refused %v)", names, want, refused)
+	}
+	if why := refused["stray"]; !strings.Contains(why, `follows "x"`) {
+		t.Errorf("stray refused for %q", why)
+	}
+	if len(refused) != 3 {
+		t.Errorf("refused = %v; want the three away replicas only", refused)
+	}
+	// In the primary region, following the standby leader qualifies no one.
+	c := snap.Members["c"]
+	c.Upstream = "lead"
+	snap.Members["c"] = c
+	if _, refused := readersFrom(snap, "home", walHistory{}, t0, time.Second); !strings.Contains(refused["c"], "not the writer") {
+		t.Errorf("home replica following the standby leader: %q", refused["c"])
+	}
+}

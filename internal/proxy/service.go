@@ -10,7 +10,21 @@ import (
 	"github.com/holdfast/holdfast/internal/store"
 )
 
-// FromDeployment maps the deployment config's proxy section.
+// FromDeploymentRegion maps the deployment config's proxy section for the
+// endpoints of region (config.Config.RegionProxy); ok is false when the
+// region has none.
+func FromDeploymentRegion(d config.Config, region string) (Config, bool) {
+	rp, ok := d.RegionProxy(region)
+	if !ok {
+		return Config{}, false
+	}
+	c := FromDeployment(d)
+	c.WriterAddr, c.ReaderAddr, c.AdminAddr, c.Region = rp.WriterAddr, rp.ReaderAddr, rp.AdminAddr, region
+	return c, true
+}
+
+// FromDeployment maps the deployment config's proxy section: the
+// endpoints of the primary_region.
 func FromDeployment(d config.Config) Config {
 	c := DefaultConfig()
 	p := d.Proxy
@@ -38,6 +52,17 @@ type Service struct {
 // directory, verifiers from the users file), follows the topology in st and
 // opens the endpoints.
 func Start(d config.Config, st *store.Store, log *slog.Logger) (*Service, error) {
+	return StartRegion(d, d.PrimaryRegion, st, log)
+}
+
+// StartRegion is Start for the endpoints of region: its reader serves that
+// region's replicas; its writer, like every writer, the global primary.
+func StartRegion(d config.Config, region string, st *store.Store, log *slog.Logger) (*Service, error) {
+	pc, ok := FromDeploymentRegion(d, region)
+	if !ok {
+		return nil, fmt.Errorf("proxy: region %q has no proxy endpoints (proxy.enabled, or regions[].proxy)", region)
+	}
+	log = log.With("region", region)
 	var creds []config.Credentials
 	for _, f := range []string{config.AppSecrets, config.AdminSecrets} {
 		c, err := config.ReadCredentials(filepath.Join(d.Postgres.SecretsDir, f))
@@ -50,7 +75,6 @@ func Start(d config.Config, st *store.Store, log *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
-	pc := FromDeployment(d)
 	if pc.TLS, err = loadTLSIfPresent(d.Proxy.TLSCertFile, d.Proxy.TLSKeyFile); err != nil {
 		return nil, err
 	}
@@ -60,7 +84,7 @@ func Start(d config.Config, st *store.Store, log *slog.Logger) (*Service, error)
 		}
 		log.With("component", "proxy").Info("no tls certificate: SSLRequest is declined", "tls_cert_file", d.Proxy.TLSCertFile)
 	}
-	router := NewRouter(st, d.PrimaryRegion, d.Proxy.ReaderMaxLag.D(), log.With("component", "proxy-router"))
+	router := NewRouter(st, region, d.Proxy.ReaderMaxLag.D(), log.With("component", "proxy-router"))
 	srv, err := New(pc, router, users, log)
 	if err != nil {
 		return nil, err

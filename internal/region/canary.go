@@ -135,10 +135,15 @@ func (c *Canary) act(ctx context.Context, snap store.Snapshot, primaryRegion str
 	c.Log.Info("canary: region failover done", "region", c.Region, "primary", res.To, "took", res.Took, "data_loss_known", loss.Known, "window_bytes", loss.WindowBytes)
 }
 
-// probe writes and reads back a row through the primary's writer: the
+// probe writes and reads back a row through the primary's writer: a
 // proxy's writer endpoint when there is one, else the primary itself.
 func (c *Canary) probe(ctx context.Context, snap store.Snapshot) error {
+	// Through the writer endpoint the region's clients use: its own
+	// proxy's, else the primary region's.
 	host := c.Cfg.Proxy.WriterAddr
+	if rp, ok := c.Cfg.RegionProxy(c.Region); ok && rp.WriterAddr != "" {
+		host = rp.WriterAddr
+	}
 	if !c.Cfg.Proxy.Enabled || host == "" {
 		l, ok := snap.Leaders[admin.PrimaryRegion(c.Cfg, snap.Topology)]
 		if !ok {

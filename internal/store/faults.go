@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -12,7 +11,7 @@ import (
 // Fault is a network fault a drill asks for: `holdfast up` carries it out
 // on the fault links in front of the member (see internal/faultlink).
 type Fault struct {
-	// Mode is FaultPartition.
+	// Mode is FaultPartition or FaultDown.
 	Mode string `json:"mode"`
 	// By names who asked (the drill).
 	By string `json:"by"`
@@ -21,6 +20,11 @@ type Fault struct {
 // FaultPartition cuts a member off from etcd and from every client and
 // peer.
 const FaultPartition = "partition"
+
+// FaultDown crashes a member (kill -9 of its agent, its postmaster and every
+// backend) and keeps it down, unreachable, until the fault is cleared; then
+// its agent starts again.
+const FaultDown = "down"
 
 func (s *Store) faultsPrefix() string { return s.prefix + "faults/" }
 
@@ -56,8 +60,12 @@ func (s *Store) Faults(ctx context.Context) (map[string]Fault, int64, error) {
 	for _, kv := range resp.Kvs {
 		member := strings.TrimPrefix(string(kv.Key), s.faultsPrefix())
 		var f Fault
-		if err := json.Unmarshal(kv.Value, &f); err != nil || f.Mode != FaultPartition {
-			s.log.Warn("skipping undecodable fault", "key", string(kv.Key), "err", fmt.Sprint(err))
+		if err := json.Unmarshal(kv.Value, &f); err != nil {
+			s.log.Warn("skipping undecodable fault", "key", string(kv.Key), "err", err)
+			continue
+		}
+		if f.Mode != FaultPartition && f.Mode != FaultDown {
+			s.log.Warn("skipping fault of unknown mode", "key", string(kv.Key), "mode", f.Mode)
 			continue
 		}
 		out[member] = f

@@ -9,11 +9,12 @@ import (
 // Key names below the cluster prefix. They are part of the on-disk format:
 // changing one strands the state of running clusters.
 const (
-	membersDir  = "members/"
-	leaderDir   = "leader/"
-	eventsDir   = "events/"
-	topologyKey = "topology"
-	initKey     = "initialize"
+	membersDir     = "members/"
+	leaderDir      = "leader/"
+	eventsDir      = "events/"
+	lastPrimaryDir = "last-primary/"
+	topologyKey    = "topology"
+	initKey        = "initialize"
 )
 
 // maxNameLen keeps keys short; etcd's limit is far higher, but a name this
@@ -38,11 +39,12 @@ func validName(name string) error {
 	return nil
 }
 
-func (s *Store) memberKey(name string) string   { return s.prefix + membersDir + name }
-func (s *Store) leaderKey(region string) string { return s.prefix + leaderDir + region }
-func (s *Store) topologyKey() string            { return s.prefix + topologyKey }
-func (s *Store) initKey() string                { return s.prefix + initKey }
-func (s *Store) eventsPrefix() string           { return s.prefix + eventsDir }
+func (s *Store) memberKey(name string) string        { return s.prefix + membersDir + name }
+func (s *Store) leaderKey(region string) string      { return s.prefix + leaderDir + region }
+func (s *Store) topologyKey() string                 { return s.prefix + topologyKey }
+func (s *Store) initKey() string                     { return s.prefix + initKey }
+func (s *Store) eventsPrefix() string                { return s.prefix + eventsDir }
+func (s *Store) lastPrimaryKey(region string) string { return s.prefix + lastPrimaryDir + region }
 
 // keyKind is what a key under the cluster prefix holds.
 type keyKind int

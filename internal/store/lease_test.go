@@ -173,3 +173,45 @@ func TestDeleteMember(t *testing.T) {
 		t.Fatalf("members = %v", ms)
 	}
 }
+
+// A primary's report leaves its region's last position behind, and that
+// survives the lease; a replica's report does not touch it.
+func TestLastPrimaryOutlivesLease(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := testCtx(t)
+	if _, ok, err := s.LastPrimary(ctx, "home"); ok || err != nil {
+		t.Fatalf("last primary before any report: %v %v", ok, err)
+	}
+	id, err := s.GrantLease(ctx, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	if err := s.PutMember(ctx, cluster.Member{Name: "a", Region: "home", Role: cluster.RolePrimary, Timeline: 3, LSN: 4096, UpdatedAt: at}, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMember(ctx, cluster.Member{Name: "b", Region: "home", Role: cluster.RoleReplica, Timeline: 3, LSN: 8192}, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeLease(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	lp, ok, err := s.LastPrimary(ctx, "home")
+	want := cluster.LastPrimary{Member: "a", Timeline: 3, LSN: 4096, At: at}
+	if err != nil || !ok || lp != want {
+		t.Fatalf("last primary after the lease: %+v %v %v, want %+v", lp, ok, err, want)
+	}
+	if _, ok, err := s.LastPrimary(ctx, "away"); ok || err != nil {
+		t.Fatalf("another region's last primary: %v %v", ok, err)
+	}
+	if _, _, err := s.LastPrimary(ctx, "a/b"); err == nil {
+		t.Fatal("a bad region name was accepted")
+	}
+	// The primary's member key went with the lease; the snapshot ignores
+	// the last-primary key.
+	snap, err := s.Snapshot(ctx)
+	if err != nil || len(snap.Members) != 0 {
+		t.Fatalf("snapshot after revoke: %+v %v", snap.Members, err)
+	}
+}

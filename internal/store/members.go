@@ -12,6 +12,11 @@ import (
 // PutMember publishes m under members/<m.Name>, attached to lease so that the
 // report disappears when the agent dies. m.LeaseID is set to lease. A lease is
 // required: a report without one would outlive its agent and look alive.
+//
+// A primary's report also records, in the same transaction and without a
+// lease, the region's last known primary position (last-primary/<region>):
+// it survives the loss of the whole region, so that a region failover can
+// tell how much the old primary may have had that its successor lacks.
 func (s *Store) PutMember(ctx context.Context, m cluster.Member, lease LeaseID) error {
 	if err := validName(m.Name); err != nil {
 		return fmt.Errorf("store: put member: %w", err)
@@ -24,7 +29,47 @@ func (s *Store) PutMember(ctx context.Context, m cluster.Member, lease LeaseID) 
 	if err != nil {
 		return err
 	}
-	return s.putLeased(ctx, s.memberKey(m.Name), val, lease, "put member "+m.Name)
+	if m.Role != cluster.RolePrimary || validName(m.Region) != nil {
+		return s.putLeased(ctx, s.memberKey(m.Name), val, lease, "put member "+m.Name)
+	}
+	last, err := encode("last primary", cluster.LastPrimary{Member: m.Name, Timeline: m.Timeline, LSN: m.LSN, At: m.UpdatedAt})
+	if err != nil {
+		return err
+	}
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.cli.Txn(ctx).Then(
+		clientv3.OpPut(s.memberKey(m.Name), val, clientv3.WithLease(clientv3.LeaseID(lease))),
+		clientv3.OpPut(s.lastPrimaryKey(m.Region), last),
+	).Commit()
+	return wrapErr(ctx, "put member "+m.Name, err)
+}
+
+// LastPrimary reads region's last known primary position; ok is false when
+// no primary of the region has ever reported.
+func (s *Store) LastPrimary(ctx context.Context, region string) (lp cluster.LastPrimary, ok bool, err error) {
+	if err := validName(region); err != nil {
+		return lp, false, fmt.Errorf("store: last primary: %w", err)
+	}
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return lp, false, err
+	}
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.lastPrimaryKey(region))
+	if err != nil {
+		return lp, false, wrapErr(ctx, "get last primary of "+region, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return lp, false, nil
+	}
+	if err := unmarshalObject(resp.Kvs[0].Value, &lp); err != nil {
+		return lp, false, fmt.Errorf("store: last primary of %s: %w", region, err)
+	}
+	return lp, true, nil
 }
 
 // DeleteMember removes a member's report (deleting an absent one is not an error).

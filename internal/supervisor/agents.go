@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"fmt"
+
+	"github.com/holdfast/holdfast/internal/proc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,9 @@ type agentProc struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd exits
 	stop chan struct{} // closed to stop and not restart
+	// held is non-nil while a down fault keeps the member down; closed
+	// when the fault heals (guarded by Supervisor.mu).
+	held chan struct{}
 }
 
 // AgentPID returns the pid of member name's agent, 0 if it is not running.
@@ -106,6 +111,18 @@ func (s *Supervisor) superviseAgent(p *agentProc) {
 		if p.cmd.ProcessState != nil {
 			state = p.cmd.ProcessState.String()
 		}
+		if held := s.heldDown(p); held != nil {
+			s.printf("agent %s %s; held down by a fault, restarting when it heals", p.name, state)
+			select {
+			case <-p.stop:
+				return
+			case <-held:
+			}
+			if err := s.spawn(p); err != nil {
+				s.printf("%v", err)
+			}
+			continue
+		}
 		if s.cfg.RestartDelay < 0 {
 			s.printf("agent %s %s; not restarting", p.name, state)
 			return
@@ -116,9 +133,71 @@ func (s *Supervisor) superviseAgent(p *agentProc) {
 			return
 		case <-time.After(s.cfg.RestartDelay):
 		}
+		if held := s.heldDown(p); held != nil { // a down fault came meanwhile
+			select {
+			case <-p.stop:
+				return
+			case <-held:
+			}
+		}
 		if err := s.spawn(p); err != nil {
 			s.printf("%v", err)
 		}
+	}
+}
+
+func (s *Supervisor) heldDown(p *agentProc) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return p.held
+}
+
+// bringDown carries out a down fault on member name: it is cut off, its
+// agent and PostgreSQL are killed, and the agent is not restarted until
+// bringUp. False if this supervisor does not run the member.
+func (s *Supervisor) bringDown(name string) bool {
+	m, _, ok := s.d.FindMember(name)
+	s.mu.Lock()
+	p, running := s.agents[name]
+	var agentPID int
+	if running {
+		if p.held == nil {
+			p.held = make(chan struct{})
+		}
+		if p.cmd != nil && p.cmd.Process != nil {
+			select {
+			case <-p.done:
+			default:
+				agentPID = p.cmd.Process.Pid
+			}
+		}
+	}
+	l := s.links[name]
+	s.mu.Unlock()
+	if !ok || !running {
+		return false
+	}
+	if l != nil {
+		l.cut()
+	}
+	pm := proc.PostmasterPID(filepath.Join(s.d.MemberDir(m), "pgdata"))
+	if err := proc.SignalNode(agentPID, pm, syscall.SIGKILL); err != nil {
+		s.printf("down %s: %v", name, err)
+	}
+	return true
+}
+
+// bringUp ends a down fault: the member is reachable again and its agent
+// starts.
+func (s *Supervisor) bringUp(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.links[name]; ok {
+		l.heal()
+	}
+	if p, ok := s.agents[name]; ok && p.held != nil {
+		close(p.held)
+		p.held = nil
 	}
 }
 

@@ -41,8 +41,10 @@ type APIStack struct {
 }
 
 // StartAPIStack starts what d enables. The application role app reaches
-// PostgreSQL through the proxy (or the members directly).
-func StartAPIStack(ctx context.Context, d config.Config, app config.Credentials, log *slog.Logger) (_ *APIStack, err error) {
+// PostgreSQL through the proxy (or the members directly). st, if not nil,
+// lets the write buffer hold acknowledgements until the standby regions
+// have each commit.
+func StartAPIStack(ctx context.Context, d config.Config, app config.Credentials, st *store.Store, log *slog.Logger) (_ *APIStack, err error) {
 	a := &APIStack{}
 	defer func() {
 		if err != nil {
@@ -64,6 +66,9 @@ func StartAPIStack(ctx context.Context, d config.Config, app config.Credentials,
 	}
 	if d.Buffer.Enabled {
 		bc := BufferConfig(d, app)
+		if st != nil && len(d.Regions) > 1 {
+			bc.Committer.Replication = ReplicationFromStore(d, st)
+		}
 		if a.Server != nil {
 			bc.Registerer = a.Server.Registry()
 		}

@@ -1,14 +1,18 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
 
+	"github.com/holdfast/holdfast/internal/admin"
 	"github.com/holdfast/holdfast/internal/buffer"
+	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 // BufferConfig turns the deployment's buffer settings into the buffer's
@@ -31,6 +35,34 @@ func BufferConfig(d config.Config, app config.Credentials) buffer.ServiceConfig 
 		Embedded:  buffer.EmbeddedConfig{Addr: b.EmbeddedAddr, StoreDir: filepath.Join(d.DataDir, "nats")},
 		Committer: cc,
 		Ingest:    ic,
+	}
+}
+
+// ReplicationFromStore tells the buffer's committer where the primary and
+// the standby regions' leaders are, from their reports in etcd (published
+// every agent.loop_interval: a batch's acknowledgement waits about that
+// long).
+func ReplicationFromStore(d config.Config, st *store.Store) func(context.Context) (buffer.Replication, error) {
+	return func(ctx context.Context) (buffer.Replication, error) {
+		snap, err := st.Snapshot(ctx)
+		if err != nil {
+			return buffer.Replication{}, err
+		}
+		pr := admin.PrimaryRegion(d, snap.Topology)
+		r := buffer.Replication{Standbys: map[string]buffer.Position{}}
+		if l, ok := snap.Leaders[pr]; ok {
+			if m, ok := snap.Members[l.Member]; ok && m.Role == cluster.RolePrimary {
+				r.PrimaryTimeline = m.Timeline
+			}
+		}
+		for region, l := range snap.Leaders {
+			if region == pr {
+				continue
+			}
+			m := snap.Members[l.Member] // a leader without a report has received nothing known
+			r.Standbys[region] = buffer.Position{Timeline: m.Timeline, LSN: m.LSN}
+		}
+		return r, nil
 	}
 }
 

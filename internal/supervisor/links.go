@@ -156,23 +156,37 @@ func (s *Supervisor) applyFaults(ctx context.Context) {
 			if _, ok := active[name]; ok {
 				continue
 			}
-			l, ok := links[name]
-			if !ok {
-				s.printf("fault %s on %s asked by %s: the member has no fault link (set advertise_port); ignored", f.Mode, name, f.By)
+			switch f.Mode {
+			case store.FaultDown:
+				if !s.bringDown(name) {
+					s.printf("fault %s on %s asked by %s: this holdfast up does not run the member; ignored", f.Mode, name, f.By)
+					continue
+				}
+				s.faultEvent(ctx, cluster.EventMemberDown, name, fmt.Sprintf("%s down: agent and PostgreSQL killed, held down and cut off (asked by %s)", name, f.By))
+			default:
+				l, ok := links[name]
+				if !ok {
+					s.printf("fault %s on %s asked by %s: the member has no fault link (set advertise_port); ignored", f.Mode, name, f.By)
+					continue
+				}
+				l.cut()
+				s.faultEvent(ctx, "partitioned", name, fmt.Sprintf("%s cut off from etcd, clients and peers (asked by %s)", name, f.By))
+			}
+			active[name] = f
+		}
+		for name, f := range active {
+			if _, still := faults[name]; still {
 				continue
 			}
-			l.cut()
-			active[name] = f
-			s.faultEvent(ctx, "partitioned", name, fmt.Sprintf("%s cut off from etcd, clients and peers (asked by %s)", name, f.By))
-		}
-		for name := range active {
-			if _, still := faults[name]; still {
+			delete(active, name)
+			if f.Mode == store.FaultDown {
+				s.bringUp(name)
+				s.faultEvent(ctx, cluster.EventMemberRestored, name, name+" restarting")
 				continue
 			}
 			if l, ok := links[name]; ok {
 				l.heal()
 			}
-			delete(active, name)
 			s.faultEvent(ctx, "healed", name, name+" reachable again")
 		}
 	}

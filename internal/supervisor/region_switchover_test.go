@@ -12,6 +12,7 @@ import (
 	"github.com/holdfast/holdfast/internal/admin"
 	"github.com/holdfast/holdfast/internal/api"
 	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/drill"
 )
 
@@ -182,7 +183,13 @@ func startLoad(t *testing.T, ctx context.Context, r *drill.Runner, path, name st
 // regionLab starts a two-region deployment and a drill runner on it.
 func regionLab(t *testing.T, restartDelay time.Duration) (*harness, context.Context, func(admin.MemberStatus) string, *drill.Runner) {
 	t.Helper()
-	h := startClusterConfig(t, twoRegionConfig(t), restartDelay)
+	return regionLabConfig(t, twoRegionConfig(t), restartDelay)
+}
+
+// regionLabConfig is regionLab with a config of the test's own.
+func regionLabConfig(t *testing.T, cfg config.Config, restartDelay time.Duration) (*harness, context.Context, func(admin.MemberStatus) string, *drill.Runner) {
+	t.Helper()
+	h := startClusterConfig(t, cfg, restartDelay)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	t.Cleanup(cancel)
 	superDSN := superDSNFunc(t, h)
@@ -193,6 +200,9 @@ func regionLab(t *testing.T, restartDelay time.Duration) (*harness, context.Cont
 	}
 	r := &drill.Runner{Store: h.sup.Store(), Cfg: h.cfg, AdminToken: token}
 	if err := r.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitHealthy(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	return h, ctx, superDSN, r

@@ -25,6 +25,8 @@ func twoRegionConfig(t *testing.T) config.Config {
 		away.Members = append(away.Members, config.Member{Name: "away-" + z, Zone: z, Host: "127.0.0.1",
 			Port: testutil.FreePort(t), AdvertisePort: testutil.FreePort(t), MetricsPort: testutil.FreePort(t)})
 	}
+	away.Proxy = config.RegionProxy{WriterAddr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+		ReaderAddr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), AdminAddr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
 	cfg.Regions = append(cfg.Regions, away)
 	return cfg
 }
@@ -176,6 +178,8 @@ func TestStandbyRegionReplicates(t *testing.T) {
 	leader := waitLayout(primary)
 	t.Logf("standby leader %s streams from %s", leader.Name, primary.Name)
 	replicated("before")
+	heartbeatsReach(ctx, t, h, superDSN, "away")
+	regionProxyServes(ctx, t, h, "away")
 
 	conn, err := pgx.Connect(ctx, h.dsn(primary))
 	if err != nil {
@@ -230,4 +234,113 @@ func TestStandbyRegionReplicates(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	h.checkSamples()
+}
+
+// heartbeatsReach checks that the primary's heartbeat row moves on every
+// member of region and that they publish a lag in time, which region status
+// shows for the region.
+func heartbeatsReach(ctx context.Context, t *testing.T, h *harness, superDSN func(admin.MemberStatus) string, region string) {
+	t.Helper()
+	var first time.Time
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var problem string
+		snap, err := h.sup.Store().Snapshot(ctx)
+		if err != nil {
+			problem = err.Error()
+		} else {
+			for _, r := range admin.BuildRegions(h.cfg, snap).Regions {
+				if r.Name == region && (r.LagSeconds == nil || *r.LagSeconds > 5) {
+					problem = fmt.Sprintf("region %s lag_seconds %v", region, r.LagSeconds)
+				}
+			}
+			for _, m := range snap.Members {
+				if m.Region == region && (m.HeartbeatLagMS == nil || *m.HeartbeatLagMS > 5000) {
+					problem = fmt.Sprintf("%s heartbeat_lag_ms %v", m.Name, m.HeartbeatLagMS)
+				}
+			}
+		}
+		if problem == "" {
+			for _, m := range h.status().Members {
+				if m.Region != region {
+					continue
+				}
+				var at time.Time
+				conn, err := pgx.Connect(ctx, superDSN(m))
+				if err == nil {
+					err = conn.QueryRow(ctx, "SELECT beat_at FROM holdfast_heartbeat").Scan(&at)
+					conn.Close(ctx)
+				}
+				switch {
+				case err != nil:
+					problem = fmt.Sprintf("%s: %v", m.Name, err)
+				case first.IsZero():
+					first = at
+					problem = "heartbeat seen once"
+				case !at.After(first):
+					problem = fmt.Sprintf("%s: heartbeat %s not newer than %s", m.Name, at, first)
+				}
+			}
+		}
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeats do not reach region %s: %s", region, problem)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// regionProxyServes checks region's own proxy: its reader lands on the
+// region's replicas only, its writer on the global primary.
+func regionProxyServes(ctx context.Context, t *testing.T, h *harness, region string) {
+	t.Helper()
+	rp, ok := h.cfg.RegionProxy(region)
+	if !ok {
+		t.Fatalf("region %s has no proxy", region)
+	}
+	adminCred, _, err := h.cfg.LoadSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := map[int]string{}
+	for _, r := range h.cfg.Regions {
+		for _, m := range r.Members {
+			ports[m.Port] = r.Name
+		}
+	}
+	// server answers where a connection through addr landed: the member's
+	// region and whether it is in recovery.
+	server := func(addr string) (string, bool, error) {
+		dsn := fmt.Sprintf("postgres://%s:%s@%s/postgres?sslmode=disable&connect_timeout=5", adminCred.User, adminCred.Password, addr)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return "", false, err
+		}
+		defer conn.Close(context.Background())
+		var port int
+		var rec bool
+		err = conn.QueryRow(ctx, "SELECT current_setting('port')::int, pg_is_in_recovery()").Scan(&port, &rec)
+		return ports[port], rec, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < 6; {
+		reg, rec, err := server(rp.ReaderAddr)
+		if err == nil && (reg != region || !rec) {
+			t.Fatalf("the %s reader landed on a member of %q (in recovery %v)", region, reg, rec)
+		}
+		if err == nil {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the %s reader: %v", region, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	reg, rec, err := server(rp.WriterAddr)
+	if err != nil || rec || reg != h.primary().Region {
+		t.Fatalf("the %s writer landed on %q (in recovery %v, err %v); the primary is in %s", region, reg, rec, err, h.primary().Region)
+	}
 }

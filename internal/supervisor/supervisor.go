@@ -57,7 +57,9 @@ type Supervisor struct {
 	etcd  *store.Embedded
 	st    *store.Store
 	proxy *proxy.Service
-	stack *APIStack
+	// regionProxies are the other regions' own proxies (regions[].proxy).
+	regionProxies map[string]*proxy.Service
+	stack         *APIStack
 
 	// ConfigPath is the resolved config written for the agents.
 	ConfigPath string
@@ -201,6 +203,20 @@ func (s *Supervisor) Open(ctx context.Context) error {
 			_ = s.Close(context.Background())
 			return err
 		}
+		for _, r := range s.d.Regions {
+			if r.Name == s.d.PrimaryRegion || r.Proxy.IsZero() {
+				continue
+			}
+			p, err := proxy.StartRegion(s.d, r.Name, s.st, s.log)
+			if err != nil {
+				_ = s.Close(context.Background())
+				return err
+			}
+			if s.regionProxies == nil {
+				s.regionProxies = map[string]*proxy.Service{}
+			}
+			s.regionProxies[r.Name] = p
+		}
 	}
 	if s.d.API.Enabled {
 		if _, err := EnsureDemoClient(s.d); err != nil {
@@ -208,7 +224,7 @@ func (s *Supervisor) Open(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.stack, err = StartAPIStack(rctx, s.d, app, s.log); err != nil {
+	if s.stack, err = StartAPIStack(rctx, s.d, app, s.st, s.log); err != nil {
 		_ = s.Close(context.Background())
 		return err
 	}
@@ -242,6 +258,16 @@ func (s *Supervisor) preflight() error {
 			}
 			if err := check(what, addr); err != nil {
 				return err
+			}
+		}
+		for i, r := range s.d.Regions {
+			for what, addr := range map[string]string{"writer_addr": r.Proxy.WriterAddr, "reader_addr": r.Proxy.ReaderAddr, "admin_addr": r.Proxy.AdminAddr} {
+				if addr == "" || r.Name == s.d.PrimaryRegion {
+					continue
+				}
+				if err := check(fmt.Sprintf("regions[%d].proxy.%s", i, what), addr); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -386,10 +412,18 @@ func (s *Supervisor) printEndpoints(primary cluster.Member) {
 			s.printf("  proxy writer    postgresql://%s  (follows the primary; holds new connections during failover)", a)
 		}
 		if a := s.proxy.Addr("reader"); a != "" {
-			s.printf("  proxy reader    postgresql://%s  (replicas, least connections first)", a)
+			s.printf("  proxy reader    postgresql://%s  (replicas of %s, least connections first)", a, s.d.PrimaryRegion)
 		}
 		if a := s.proxy.AdminAddr(); a != "" {
 			s.printf("  proxy metrics   http://%s/metrics  (status: holdfast proxy status --config %s)", a, s.ConfigPath)
+		}
+		for _, r := range s.d.Regions {
+			p, ok := s.regionProxies[r.Name]
+			if !ok {
+				continue
+			}
+			s.printf("  region %-8s proxy writer postgresql://%s, reader postgresql://%s (replicas of %s), metrics http://%s/metrics",
+				r.Name, p.Addr("writer"), p.Addr("reader"), r.Name, p.AdminAddr())
 		}
 		s.printf("  proxy TLS       sslmode=require, or sslmode=verify-full sslrootcert=%s", s.d.Proxy.TLSCertFile)
 	}
@@ -452,6 +486,9 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	}
 	if s.proxy != nil {
 		_ = s.proxy.Close()
+	}
+	for _, p := range s.regionProxies {
+		_ = p.Close()
 	}
 	if s.st != nil {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -122,7 +122,9 @@ type ClusterView struct {
 	Generation int64    `json:"generation"`
 	Paused     bool     `json:"paused"`
 	Members    []Member `json:"members"`
-	Error      string   `json:"error,omitempty"`
+	// Regions is `holdfast region status`: role, lag and canary per region.
+	Regions *admin.Regions `json:"regions,omitempty"`
+	Error   string         `json:"error,omitempty"`
 }
 
 // BufferView is the buffer's backlog.
@@ -136,10 +138,12 @@ type Tick struct {
 	Now     time.Time     `json:"now"`
 	Cluster ClusterView   `json:"cluster"`
 	Proxy   *proxy.Status `json:"proxy"`
-	Buffer  *BufferView   `json:"buffer"`
-	Load    LoadState     `json:"load"`
-	Drill   DrillState    `json:"drill"`
-	Bucket  *Bucket       `json:"bucket"`
+	// RegionProxies are the other regions' own proxies, by region.
+	RegionProxies map[string]*proxy.Status `json:"region_proxies,omitempty"`
+	Buffer        *BufferView              `json:"buffer"`
+	Load          LoadState                `json:"load"`
+	Drill         DrillState               `json:"drill"`
+	Bucket        *Bucket                  `json:"bucket"`
 }
 
 // State is everything the page shows: GET /lab/state and the feed's first

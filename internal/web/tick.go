@@ -47,9 +47,20 @@ func (l *Lab) doTick(counter *recordCounter, client *http.Client) {
 		for _, m := range st.Members {
 			tick.Cluster.Members = append(tick.Cluster.Members, Member{MemberStatus: m, Records: counts[m.Name]})
 		}
+		if rs, err := admin.ReadRegions(ctx, l.cfg.Store, l.cfg.Deployment); err == nil {
+			tick.Cluster.Regions = &rs
+		}
 	}
 	if d := l.cfg.Deployment; d.Proxy.Enabled && d.Proxy.AdminAddr != "" {
 		tick.Proxy = proxyStatus(ctx, client, d.Proxy.AdminAddr)
+		for _, r := range d.Regions {
+			if r.Name != d.PrimaryRegion && r.Proxy.AdminAddr != "" {
+				if tick.RegionProxies == nil {
+					tick.RegionProxies = map[string]*proxy.Status{}
+				}
+				tick.RegionProxies[r.Name] = proxyStatus(ctx, client, r.Proxy.AdminAddr)
+			}
+		}
 	}
 	if l.cfg.Buffer != nil {
 		if bs, err := l.cfg.Buffer.Status(ctx); err == nil {

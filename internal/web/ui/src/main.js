@@ -26,6 +26,7 @@ const S = {
   clusterStale: false, // the last status read failed: members shown are the last known
   clusterError: '',
   proxy: null,
+  regionProxies: {}, // region -> proxy status, for regions with their own proxy
   buffer: null,
   load: null,
   drill: null,
@@ -211,6 +212,7 @@ function applyState(st) {
   S.paths = Array.isArray(st.paths) && st.paths.length ? st.paths : DEFAULT_PATHS;
   setCluster(st.cluster);
   S.proxy = st.proxy ?? null;
+  S.regionProxies = st.region_proxies ?? {};
   S.buffer = st.buffer ?? null;
   S.load = st.load ?? null;
   S.drill = st.drill ?? null;
@@ -274,6 +276,7 @@ function applyTick(t) {
   if ('now' in t) S.now = t.now;
   if ('cluster' in t) setCluster(t.cluster);
   if ('proxy' in t) S.proxy = t.proxy;
+  S.regionProxies = t.region_proxies ?? {};
   if ('buffer' in t) S.buffer = t.buffer;
   if ('load' in t) S.load = t.load;
   if ('drill' in t) S.drill = t.drill;
@@ -413,7 +416,7 @@ let topoSig = '';
 
 function renderTopology() {
   const members = S.cluster?.members || [];
-  const sig = JSON.stringify([S.loaded, members, S.proxy, S.buffer, S.clusterStale, S.clusterError, S.cluster?.primary]);
+  const sig = JSON.stringify([S.loaded, members, S.cluster?.regions, S.regionProxies, S.proxy, S.buffer, S.clusterStale, S.clusterError, S.cluster?.primary]);
   if (sig === topoSig) return;
   topoSig = sig;
   assignMemberColors();
@@ -463,6 +466,7 @@ function renderTopology() {
         'div',
         { class: 'region', 'data-testid': `region-${rName}`, style: `flex: ${zones.size} 1 ${zones.size * 200}px` },
         h('div', { class: 'region-title' }, h('span', { class: 'muted', text: 'region ' }), rName),
+        regionFacts(rName),
         h('div', { class: 'zones' }, zoneEls),
       ),
     );
@@ -470,6 +474,43 @@ function renderTopology() {
   root.replaceChildren(frag);
   renderProxy();
   renderBuffer();
+}
+
+// regionFacts is a region's line under its title: role, lag to the primary
+// (bytes, and seconds by the heartbeat), its canary and its own proxy.
+function regionFacts(name) {
+  const rs = (S.cluster?.regions?.regions || []).find((r) => r.name === name);
+  if (!rs) return null;
+  const facts = [h('span', { class: `flag region-role region-${rs.role}`, 'data-testid': 'region-role', text: rs.role })];
+  if (rs.role !== 'primary') {
+    const lagS = isNum(rs.lag_seconds) ? rs.lag_seconds : null;
+    facts.push(
+      h('span', {
+        class: `small ${lagS !== null && lagS > 1 ? 'warn' : ''}`,
+        'data-testid': 'region-lag',
+        title: 'how far the standby leader is behind the primary: WAL bytes, and time measured by the heartbeat row',
+        text: `lag ${fmtBytes(rs.lag_bytes)} · ${lagS === null ? '—' : fmtDuration(lagS * 1000)}`,
+      }),
+    );
+  }
+  const c = rs.canary;
+  if (c && c.active) {
+    const failing = c.consecutive_failures > 0;
+    facts.push(
+      h('span', {
+        class: `small ${failing ? 'bad' : ''}`,
+        'data-testid': 'region-canary',
+        title: c.waiting || c.last_error || 'probes the primary region with a write and a read',
+        text: failing ? `canary: ${c.consecutive_failures} failed${c.waiting ? ' (waiting)' : ''}` : 'canary: ok',
+      }),
+    );
+  }
+  const p = S.regionProxies?.[name];
+  if (p) {
+    const clients = Object.values(p.clients || {}).reduce((a, b) => a + b, 0);
+    facts.push(h('span', { class: `small ${p.state === 'serving' ? '' : 'warn'}`, title: "this region's own proxy", text: `proxy ${p.state || '?'} · ${fmtInt(clients)} clients` }));
+  }
+  return h('div', { class: 'region-facts' }, facts);
 }
 
 function stateClass(state) {
@@ -534,6 +575,7 @@ function memberCard(m, primaryRecords) {
       kv('timeline', isNum(m.timeline) ? String(m.timeline) : '—'),
       kv('lag', fmtBytes(m.lag_bytes), lagCls),
       kv('replay lag', isNum(m.replay_lag_ms) ? `${fmtNum(m.replay_lag_ms, 0)} ms` : '—'),
+      kv('lag time', isNum(m.heartbeat_lag_ms) ? `${fmtNum(m.heartbeat_lag_ms, 0)} ms` : '—'),
       h(
         'div',
         { class: 'kv', title: recTitle },
@@ -778,6 +820,19 @@ function renderReports() {
   $('reports-empty').hidden = S.reports.length > 0;
 }
 
+// regionTimeline is a region outage's steps, since the outage.
+function regionTimeline(rg) {
+  if (!rg) return [];
+  const at = (ms) => (isNum(ms) && ms >= 0 ? `T+${fmtDuration(ms)}` : 'did not happen');
+  return [
+    h('div', { class: 'kv kv-wide', 'data-testid': 'region-timeline' }, h('span', { class: 'k', text: 'region' }), h('span', { class: 'v', text: `${rg.from} → ${rg.to}` })),
+    kv('outage', 'T+0'),
+    kv('detected', at(rg.detected_ms)),
+    kv('promoted', at(rg.promoted_ms)),
+    kv('traffic restored', at(rg.traffic_restored_ms)),
+  ];
+}
+
 function timelineRow(r) {
   const tl = Array.isArray(r.timeline) ? r.timeline : [];
   const lat = r.latency_ms || {};
@@ -810,6 +865,7 @@ function timelineRow(r) {
           kv('latency p50', isNum(lat.p50) ? `${fmtNum(lat.p50)} ms` : '—'),
           kv('latency p99', isNum(lat.p99) ? `${fmtNum(lat.p99)} ms` : '—'),
           kv('latency max', isNum(lat.max) ? `${fmtNum(lat.max)} ms` : '—'),
+          ...regionTimeline(r.region),
         ),
       ),
     ),

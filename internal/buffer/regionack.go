@@ -1,0 +1,146 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+)
+
+// Replication is what the committer knows of the other regions, to hold
+// the acknowledgement of a committed batch until every standby region has
+// it (see Committer.Replication).
+type Replication struct {
+	// PrimaryTimeline is the current primary's timeline (0: unknown).
+	PrimaryTimeline int
+	// Standbys is, for each standby region that has a leader, the WAL its
+	// leader has received.
+	Standbys map[string]Position
+}
+
+// Position is a WAL position on a timeline.
+type Position struct {
+	Timeline int
+	LSN      cluster.LSN
+}
+
+// regionVerdict is what to do with a committed batch now.
+type regionVerdict int
+
+const (
+	verdictWait      regionVerdict = iota // not every standby region has it yet
+	verdictAck                            // every standby region has it
+	verdictRedeliver                      // the primary changed before they did: apply it again there
+)
+
+// judge decides for a batch committed at pos. A standby region has the
+// batch once its leader received WAL up to pos on the same timeline. Once
+// the primary is on a later timeline (an in-region failover, or a standby
+// region taking over), a batch not confirmed yet may be missing there: it
+// is redelivered, and applying it again is harmless (an applied write is
+// found a duplicate).
+func judge(pos Position, r Replication) regionVerdict {
+	confirmed := true
+	for _, s := range r.Standbys {
+		if s.Timeline != pos.Timeline || s.LSN < pos.LSN {
+			confirmed = false
+		}
+	}
+	switch {
+	case confirmed:
+		return verdictAck
+	case r.PrimaryTimeline > pos.Timeline:
+		return verdictRedeliver
+	}
+	return verdictWait
+}
+
+// committed is a batch applied and waiting for the standby regions.
+type committed struct {
+	msg   jetstream.Msg
+	pos   Position
+	since time.Time
+}
+
+// commitPosition is where the committer's connection's last commit ended:
+// the server's WAL position and timeline right after it.
+func commitPosition(ctx context.Context, conn *pgx.Conn) (Position, error) {
+	var lsn, walfile string
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())`).Scan(&lsn, &walfile); err != nil {
+		return Position{}, err
+	}
+	l, err := cluster.ParseLSN(lsn)
+	if err != nil {
+		return Position{}, err
+	}
+	if len(walfile) < 8 {
+		return Position{}, fmt.Errorf("wal file name %q", walfile)
+	}
+	tl, err := strconv.ParseUint(walfile[:8], 16, 32)
+	if err != nil {
+		return Position{}, fmt.Errorf("wal file name %q: %w", walfile, err)
+	}
+	return Position{Timeline: int(tl), LSN: l}, nil
+}
+
+// regionAckLoop acknowledges committed batches once every standby region
+// has them, in commit order, and sends back for redelivery those the
+// primary changed under. Until then JetStream keeps them (the committer
+// tells it they are in progress), so that a region failover loses none.
+func (c *Committer) regionAckLoop(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var queue []committed
+	var lastProgress time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return // unacknowledged batches are redelivered to the next committer
+		case e := <-c.pendingAcks:
+			queue = append(queue, e)
+			continue
+		case <-t.C:
+		}
+		if len(queue) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		r, err := c.cfg.Replication(rctx)
+		cancel()
+		if err != nil {
+			c.log.Debug("reading the standby regions' positions", "err", err)
+			continue
+		}
+		n := 0
+	judging:
+		for _, e := range queue {
+			switch judge(e.pos, r) {
+			case verdictWait:
+				break judging
+			case verdictAck:
+				if err := e.msg.DoubleAck(ctx); err != nil {
+					c.log.Warn("acknowledging a batch; it will be redelivered (no second effect)", "err", err)
+				}
+			case verdictRedeliver:
+				c.Redelivered.Add(1)
+				_ = e.msg.Nak()
+			}
+			n++
+		}
+		queue = queue[n:]
+		c.awaitingRegions.Store(int64(len(queue)))
+		// JetStream redelivers what is not acknowledged within AckWait:
+		// batches still waiting for a standby region say they are alive.
+		if len(queue) > 0 && time.Since(lastProgress) > c.cfg.AckWait/3 {
+			for _, e := range queue {
+				_ = e.msg.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+	}
+}

@@ -1,0 +1,101 @@
+// Package proc finds and signals process trees, for the faults drills
+// inject (a node "crashes": its agent, its postmaster and every backend).
+package proc
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Descendants lists the processes under pid, read from /proc.
+func Descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		if pp, ok := parentOf(string(b)); ok {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// parentOf reads the parent pid from a /proc/<pid>/stat line: "pid (comm)
+// state ppid ...", where comm may hold spaces and parentheses.
+func parentOf(stat string) (int, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 2 {
+		return 0, false
+	}
+	pp, err := strconv.Atoi(f[1])
+	return pp, err == nil
+}
+
+// SignalNode sends sig to a member's agent, its postmaster and every
+// process under the postmaster (PostgreSQL's children each lead their own
+// process group, so a group signal would miss them). It fails only if the
+// agent or the postmaster cannot be signalled; a pid <= 0 is skipped.
+func SignalNode(agentPID, postmasterPID int, sig syscall.Signal) error {
+	var tree []int
+	if postmasterPID > 0 {
+		tree = Descendants(postmasterPID)
+	}
+	for _, pid := range []int{agentPID, postmasterPID} {
+		if pid > 0 {
+			if err := syscall.Kill(pid, sig); err != nil {
+				return err
+			}
+		}
+	}
+	for _, pid := range tree {
+		_ = syscall.Kill(pid, sig)
+	}
+	return nil
+}
+
+// PostmasterPID reads the postmaster's pid from a data directory's
+// postmaster.pid: 0 if there is none, or if that pid is not a running
+// postgres process (a stale file after a crash names a pid that may have
+// been reused by anything).
+func PostmasterPID(dataDir string) int {
+	b, err := os.ReadFile(dataDir + "/postmaster.pid")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !strings.Contains(string(cmdline), "postgres") {
+		return 0
+	}
+	return pid
+}
