@@ -232,7 +232,9 @@ func lag(ctx context.Context, c *clusterUnderTest, d time.Duration, clients int)
 	idle, idleReplay := sample(ctx, c, leader, primary, d, nil)
 	var tps string
 	loaded, loadedReplay := sample(ctx, c, leader, primary, d, func(sctx context.Context) {
-		cmd := exec.CommandContext(sctx, pgbench, append(append([]string{"-c", fmt.Sprint(clients), "-j", "2", "-T", fmt.Sprint(int(d.Seconds())), "-n"}, base...), "postgres")...)
+		// pgbench ends 2 s before the sampling does, so that it prints its
+		// summary (tps) before the context would kill it.
+		cmd := exec.CommandContext(sctx, pgbench, append(append([]string{"-c", fmt.Sprint(clients), "-j", "2", "-T", fmt.Sprint(max(int(d.Seconds())-2, 1)), "-n"}, base...), "postgres")...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil && sctx.Err() == nil {
