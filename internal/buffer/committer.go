@@ -237,7 +237,7 @@ func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if c.cfg.Replication != nil {
 		select {
-		case c.pendingAcks <- committed{msg: msg, pos: pos, since: commitTime}:
+		case c.pendingAcks <- committed{msg: msg, pos: pos}:
 		case <-ctx.Done():
 			return
 		}

@@ -62,9 +62,8 @@ func judge(pos Position, r Replication) regionVerdict {
 
 // committed is a batch applied and waiting for the standby regions.
 type committed struct {
-	msg   jetstream.Msg
-	pos   Position
-	since time.Time
+	msg jetstream.Msg
+	pos Position
 }
 
 // commitPosition is where the committer's connection's last commit ended:

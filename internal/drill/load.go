@@ -284,7 +284,6 @@ func (l *Load) Records() []Record {
 	return append([]Record(nil), l.records...)
 }
 
-// Stored counts the rows of each id of drill in the database.
 // FirstWrittenAfter is when the first row of drill was written after t, as
 // the database's clock says (zero if none was).
 func FirstWrittenAfter(ctx context.Context, conn *pgx.Conn, drill string, t time.Time) (time.Time, error) {
@@ -295,6 +294,7 @@ func FirstWrittenAfter(ctx context.Context, conn *pgx.Conn, drill string, t time
 	return *first, nil
 }
 
+// Stored counts the rows of each id of drill in the database.
 func Stored(ctx context.Context, conn *pgx.Conn, drill string) (map[string]int, error) {
 	rows, err := conn.Query(ctx, "SELECT id::text, count(*) FROM drill_writes WHERE drill = $1 GROUP BY id", drill)
 	if err != nil {
