@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/freeport"
 	"github.com/holdfast/holdfast/internal/supervisor"
 )
 
@@ -276,12 +277,11 @@ func benchConfig(dir string) (config.Config, error) {
 	cfg.Cluster = "apibench"
 	cfg.DataDir = filepath.Join(dir, "cluster")
 	addr := func() (string, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := freeport.Pick()
 		if err != nil {
 			return "", err
 		}
-		defer l.Close()
-		return l.Addr().String(), nil
+		return fmt.Sprintf("127.0.0.1:%d", p), nil
 	}
 	var addrs []string
 	for range 8 + 2*len(cfg.Regions[0].Members) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/holdfast/holdfast/internal/admin"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/freeport"
 	"github.com/holdfast/holdfast/internal/supervisor"
 )
 
@@ -51,23 +51,13 @@ func buildHoldfast() (string, error) {
 	return out, nil
 }
 
-var usedPorts = map[int]bool{}
-
-// freePort returns a free loopback port not returned before: the kernel may
-// hand the same one out twice in a row.
+// freePort returns a free loopback port (see package freeport).
 func freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !usedPorts[port] {
-			usedPorts[port] = true
-			return port
-		}
+	p, err := freeport.Pick()
+	if err != nil {
+		panic(err)
 	}
+	return p
 }
 
 func (h *holdfastTarget) Start(ctx context.Context) error {

@@ -2,16 +2,16 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/freeport"
 )
 
 // child is a long-running process of the benchmark (holdfast up, a
@@ -104,30 +104,9 @@ func tailFile(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-var (
-	portsMu   sync.Mutex
-	usedPorts = map[int]bool{} // guarded by portsMu
-)
-
-// freePort returns a loopback port that was free a moment ago and that it
-// has not returned before: the kernel may hand the same one out twice.
-func freePort() (int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !usedPorts[port] {
-			usedPorts[port] = true
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("free port: no new port after 100 tries")
-}
+// freePort returns a loopback port that was free a moment ago (see package
+// freeport).
+func freePort() (int, error) { return freeport.Pick() }
 
 // osUser is the postgres OS account PgBouncer runs as when the benchmark
 // runs as root (PgBouncer refuses root).

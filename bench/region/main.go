@@ -26,7 +26,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +39,7 @@ import (
 	"github.com/holdfast/holdfast/internal/api"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/drill"
+	"github.com/holdfast/holdfast/internal/freeport"
 	"github.com/holdfast/holdfast/internal/supervisor"
 )
 
@@ -91,21 +91,12 @@ func build() string {
 	return out
 }
 
-var used = map[int]bool{}
-
 func freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			log.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !used[p] {
-			used[p] = true
-			return p
-		}
+	p, err := freeport.Pick()
+	if err != nil {
+		log.Fatal(err)
 	}
+	return p
 }
 
 func addr() string { return fmt.Sprintf("127.0.0.1:%d", freePort()) }

@@ -34,6 +34,14 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: bad port", cfg.Addr)
 	}
+	// The server reports a port it cannot listen on only in its log (off
+	// here) and then never becomes ready: try the port first, so that a
+	// port in use is an error at once that names it.
+	l, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("nats: cannot listen on %s: %w", cfg.Addr, err)
+	}
+	l.Close()
 	opts := &server.Options{
 		ServerName:             "holdfast",
 		Host:                   host,

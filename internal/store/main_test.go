@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/freeport"
 )
 
 // One embedded etcd serves the whole package; each test uses its own cluster
@@ -51,17 +52,17 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago (see
+// package freeport).
 func freePort(t testing.TB) int {
 	if t != nil {
 		t.Helper()
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func testEmbedConfig(dir string) (EmbedConfig, error) {

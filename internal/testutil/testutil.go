@@ -6,42 +6,26 @@ package testutil
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/holdfast/holdfast/internal/freeport"
 )
 
-var (
-	portsMu sync.Mutex
-	given   = map[int]bool{} // guarded by portsMu
-)
-
-// FreePort returns a TCP port that was free a moment ago on 127.0.0.1 and
-// that it has not returned before in this process: the kernel may hand the
-// same ephemeral port out twice in a row once it is closed, and a config
-// with one port for two listeners is (rightly) invalid.
+// FreePort returns a loopback TCP port that was free a moment ago, outside
+// the kernel's ephemeral range (see package freeport), and that it has not
+// returned before in this process.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !given[port] {
-			given[port] = true
-			return port
-		}
+	p, err := freeport.Pick()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("free port: no new port after 100 tries")
-	return 0
+	return p
 }
 
 // TempDir returns a new directory that the postgres OS user can traverse
