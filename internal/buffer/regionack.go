@@ -41,23 +41,24 @@ const (
 // judge decides for a batch committed at pos. A standby region has the
 // batch once its leader received WAL up to pos on the same timeline. Once
 // the primary is on a later timeline (an in-region failover, or a standby
-// region taking over), a batch not confirmed yet may be missing there: it
-// is redelivered, and applying it again is harmless (an applied write is
-// found a duplicate).
+// region taking over), a batch may be missing there whatever the standby
+// regions had: it is redelivered, and applying it again is harmless (an
+// applied write is found a duplicate). While no primary is known (a region
+// change under way) nothing is acknowledged: the old primary region then
+// has no leader, and "every standby region has it" would be vacuously true.
 func judge(pos Position, r Replication) regionVerdict {
-	confirmed := true
-	for _, s := range r.Standbys {
-		if s.Timeline != pos.Timeline || s.LSN < pos.LSN {
-			confirmed = false
-		}
-	}
 	switch {
-	case confirmed:
-		return verdictAck
+	case r.PrimaryTimeline == 0 || r.PrimaryTimeline < pos.Timeline:
+		return verdictWait // no primary known, or its report is older than the commit
 	case r.PrimaryTimeline > pos.Timeline:
 		return verdictRedeliver
 	}
-	return verdictWait
+	for _, s := range r.Standbys {
+		if s.Timeline != pos.Timeline || s.LSN < pos.LSN {
+			return verdictWait
+		}
+	}
+	return verdictAck
 }
 
 // committed is a batch applied and waiting for the standby regions.
