@@ -396,6 +396,11 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 		a.followSince = time.Now()
 		return nil
 	}
+	if ci, err := a.connInfo(leader, false); err == nil && streamsElsewhere(a.lastStatus, ci) {
+		a.restartWalReceiver(ctx, fmt.Sprintf("streams from %s:%d, not from %s at %s:%d",
+			a.lastStatus.SenderHost, a.lastStatus.SenderPort, leader, ci.Host, ci.Port))
+		return nil
+	}
 	if a.lastStatus.WalReceiverStatus == "streaming" {
 		a.followSince = time.Now()
 		return nil
@@ -405,6 +410,31 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 		return a.rejoin(ctx, leader)
 	}
 	return nil
+}
+
+// streamsElsewhere says whether the WAL receiver is connected to another
+// server than the upstream it was pointed at: a reload re-points only a
+// receiver the startup process is streaming from at that moment (see
+// postgres.Instance.RestartWalReceiver).
+func streamsElsewhere(st postgres.Status, want postgres.ConnInfo) bool {
+	if st.SenderPort == 0 {
+		return false // no receiver, or not connected yet
+	}
+	return st.SenderPort != want.Port || (st.SenderHost != "" && st.SenderHost != want.Host)
+}
+
+// restartWalReceiver stops the WAL receiver so that the next one uses the
+// primary_conninfo in force; at most once a second, the time the new one
+// takes to connect and show up in the next observation.
+func (a *Agent) restartWalReceiver(ctx context.Context, why string) {
+	if time.Since(a.rcvRestarted) < time.Second {
+		return
+	}
+	a.rcvRestarted = time.Now()
+	a.log.Warn("WAL receiver "+why+"; restarting it", "receiver_status", a.lastStatus.WalReceiverStatus)
+	if _, err := a.pg.RestartWalReceiver(ctx); err != nil {
+		a.log.Warn("restarting the WAL receiver", "err", err)
+	}
 }
 
 // rejoin rewinds a former primary (or a diverged replica) onto the leader's

@@ -76,8 +76,11 @@ type Agent struct {
 	standby     bool
 	upstream    string
 	followSince time.Time
-	statusOK    time.Time
-	lastStatus  postgres.Status
+	// rcvRestarted is when the WAL receiver was last stopped because it
+	// streamed from another server than the upstream.
+	rcvRestarted time.Time
+	statusOK     time.Time
+	lastStatus   postgres.Status
 	// timelineSeen is the highest timeline observed since PostgreSQL last
 	// started (reset by startPG).
 	timelineSeen int

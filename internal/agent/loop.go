@@ -258,13 +258,22 @@ func (a *Agent) detach(ctx context.Context) {
 		return
 	}
 	a.upstream = ""
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
+	start := time.Now()
+	stopped := false
+	for time.Since(start) < 2*time.Second {
 		sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		st, err := a.pg.Status(sctx)
 		cancel()
 		if err == nil && st.WalReceiverStatus == "" {
 			return
+		}
+		// The reload stops the receiver only if the startup process was
+		// streaming at that moment (see RestartWalReceiver): stop it.
+		if err == nil && !stopped && time.Since(start) > 300*time.Millisecond {
+			stopped = true
+			if _, err := a.pg.RestartWalReceiver(ctx); err != nil {
+				a.log.Warn("detach from old primary: stopping the WAL receiver", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -412,6 +412,32 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	step("restart_wal_receiver", func(t *testing.T) {
+		ctx := ctxT(t, 30*time.Second)
+		if ok, err := a.RestartWalReceiver(ctx); ok || err != nil {
+			t.Fatalf("RestartWalReceiver on the primary = %v, %v; want false, nil", ok, err)
+		}
+		before := queryStrings(t, b, "SELECT pid::text FROM pg_stat_wal_receiver WHERE status = 'streaming'")
+		if len(before) != 1 {
+			t.Fatalf("no streaming WAL receiver on home-b: %v", before)
+		}
+		if ok, err := b.RestartWalReceiver(ctx); !ok || err != nil {
+			t.Fatalf("RestartWalReceiver = %v, %v; want true, nil", ok, err)
+		}
+		// The startup process starts a new receiver, from the same upstream.
+		waitFor(t, 20*time.Second, "a new WAL receiver streaming on home-b", func() (bool, error) {
+			st, err := b.Status(ctx)
+			if err != nil {
+				return false, err
+			}
+			now := queryStrings(t, b, "SELECT pid::text FROM pg_stat_wal_receiver")
+			return st.WalReceiverStatus == "streaming" && st.SenderPort == aPort && len(now) == 1 && now[0] != before[0],
+				fmt.Errorf("receiver %v (was %v), status %q from port %d", now, before, st.WalReceiverStatus, st.SenderPort)
+		})
+		exec1(t, a, "INSERT INTO t VALUES ('after receiver restart')")
+		waitStreaming(t, a, "home-b")
+	})
+
 	step("sync_replication", func(t *testing.T) {
 		ctx := ctxT(t, 30*time.Second)
 		setSync := func(names string) {

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	osproc "github.com/holdfast/holdfast/internal/proc"
 )
 
 // connConfig is a superuser connection over the unix socket in ConfDir/run.
@@ -229,4 +232,46 @@ func (i *Instance) EnsureDatabase(ctx context.Context, name, owner string) error
 		}
 	}
 	return nil
+}
+
+// RestartWalReceiver stops the running WAL receiver, if there is one, and
+// says whether there was. The startup process then starts a new one (after
+// wal_retrieve_retry_interval) with the primary_conninfo in force, or none
+// if it is empty.
+//
+// A reload alone changes primary_conninfo for the next receiver: the
+// running one is told to restart only if the startup process is streaming
+// at that moment. One caught between WAL sources (at a timeline switch,
+// say, just after a failover) keeps its connection, and goes on streaming
+// from the previous upstream with the new setting in force.
+func (i *Instance) RestartWalReceiver(ctx context.Context) (bool, error) {
+	p := i.current()
+	if p == nil {
+		return false, fmt.Errorf("restart WAL receiver: %w", ErrNotRunning)
+	}
+	ctx, cancel := withTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := i.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("restart WAL receiver: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var pid int32
+	err = conn.QueryRow(ctx, "SELECT pid FROM pg_stat_wal_receiver WHERE pid IS NOT NULL").Scan(&pid)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("restart WAL receiver: %w", err)
+	}
+	// The pid came from the server; make sure it is still its child before
+	// signalling it (it may have exited and the number been reused).
+	if pp, ok := osproc.Parent(int(pid)); !ok || pp != p.pid {
+		return false, nil
+	}
+	if err := syscall.Kill(int(pid), syscall.SIGTERM); err != nil {
+		return false, fmt.Errorf("restart WAL receiver (pid %d): %w", pid, err)
+	}
+	i.log.Info("WAL receiver stopped for a restart", "pid", pid)
+	return true, nil
 }

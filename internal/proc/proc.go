@@ -42,6 +42,15 @@ func Descendants(pid int) []int {
 	return out
 }
 
+// Parent is the parent pid of a running process, read from /proc.
+func Parent(pid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	return parentOf(string(b))
+}
+
 // parentOf reads the parent pid from a /proc/<pid>/stat line: "pid (comm)
 // state ppid ...", where comm may hold spaces and parentheses.
 func parentOf(stat string) (int, bool) {
