@@ -302,6 +302,7 @@ func (a *Agent) promote(ctx context.Context) error {
 		return fmt.Errorf("promote: %w", err)
 	}
 	start := time.Now()
+	a.xidKnown.Store(false) // a new incarnation begins: publish reads its first id
 	if err := a.pg.Promote(ctx); err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}

@@ -76,6 +76,13 @@ type Agent struct {
 	standby     bool
 	upstream    string
 	followSince time.Time
+	// firstXID and pgStartedUS name this primary's incarnation (see
+	// cluster.Member.FirstXID), read on its first report as primary after
+	// it became writable; xidKnown says they are, and until then the
+	// heartbeat writes nothing, so that no id is handed out before.
+	firstXID    uint64
+	pgStartedUS int64
+	xidKnown    atomic.Bool
 	// rcvRestarted is when the WAL receiver was last stopped because it
 	// streamed from another server than the upstream.
 	rcvRestarted time.Time
@@ -227,6 +234,7 @@ func (a *Agent) others() []string {
 func (a *Agent) startPG(ctx context.Context) error {
 	a.expectExit.Store(false)
 	a.timelineSeen = 0
+	a.xidKnown.Store(false)
 	if err := a.pg.Start(ctx); err != nil {
 		return err
 	}

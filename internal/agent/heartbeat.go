@@ -117,8 +117,9 @@ func (a *Agent) heartbeatOnce(ctx context.Context, conn *pgx.Conn, interval time
 	a.hb.reset()
 	// Only the leader's PostgreSQL writes: a primary that is not (or no
 	// longer) under our leader key is about to be fenced, and must not
-	// gain WAL its successor lacks.
-	if !a.leading.Load() || now.Sub(*lastBeat) < interval {
+	// gain WAL its successor lacks. And only once its first transaction id
+	// is known (see readIncarnation).
+	if !a.leading.Load() || !a.xidKnown.Load() || now.Sub(*lastBeat) < interval {
 		return nil
 	}
 	*lastBeat = now

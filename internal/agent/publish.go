@@ -42,6 +42,12 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 		} else {
 			m.Role = cluster.RolePrimary
 			m.Generation = a.generation
+			if !a.xidKnown.Load() {
+				a.readIncarnation(ctx)
+			}
+			if a.xidKnown.Load() {
+				m.FirstXID, m.PGStartedUS = a.firstXID, a.pgStartedUS
+			}
 			m.SyncStandbyNames = st.SyncStandbyNames
 			for _, r := range st.Replicas {
 				m.Replicas = append(m.Replicas, cluster.ReplicaStat{Name: r.AppName, State: r.State, SyncState: r.SyncState, FlushLSN: lsn(r.FlushLSN), ReplayLSN: lsn(r.ReplayLSN)})
@@ -78,6 +84,21 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	if a.leader == nil {
 		a.pubLostRev = m.LeaderLostRev
 	}
+}
+
+// readIncarnation reads the first transaction id of the primary's current
+// incarnation, before its first report as primary lets the proxies send it
+// clients (and before the heartbeat writes). If it fails the report goes
+// without it, and the next report tries again.
+func (a *Agent) readIncarnation(ctx context.Context) {
+	xid, started, err := a.pg.Incarnation(ctx)
+	if err != nil {
+		a.log.Warn("reading the primary's first transaction id", "err", err)
+		return
+	}
+	a.firstXID, a.pgStartedUS = xid, started
+	a.xidKnown.Store(true)
+	a.log.Info("primary incarnation", "first_xid", xid, "postmaster_started_us", started)
 }
 
 // replayLagMS is the replay lag to publish: the lag of the last status plus

@@ -60,6 +60,16 @@ type Member struct {
 	// ReplayLagMS it counts WAL not yet received; it also grows while the
 	// primary is down. Absent while no heartbeat has been seen.
 	HeartbeatLagMS *int64 `json:"heartbeat_lag_ms,omitempty"`
+	// FirstXID (primary only) is the first transaction id its server could
+	// hand out since it last became writable (started as primary, or was
+	// promoted): ids below it were decided by WAL it replayed, ids from it on
+	// are new. A transaction id learnt from an earlier server names the same
+	// transaction here only if it is below FirstXID: see the proxy's lookup
+	// of a COMMIT lost with its server. 0 when unknown.
+	FirstXID uint64 `json:"first_xid,omitempty"`
+	// PGStartedUS (primary only) is pg_postmaster_start_time() in Unix
+	// microseconds, naming the server process FirstXID belongs to.
+	PGStartedUS int64 `json:"pg_started_us,omitempty"`
 	// SyncStandbyNames is the primary's effective synchronous_standby_names.
 	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
 	// Replicas is the primary's view of its streaming replicas.

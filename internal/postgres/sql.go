@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -274,4 +275,29 @@ func (i *Instance) RestartWalReceiver(ctx context.Context) (bool, error) {
 	}
 	i.log.Info("WAL receiver stopped for a restart", "pid", pid)
 	return true, nil
+}
+
+// Incarnation reads, on a primary, the next transaction id it will hand out
+// (the xmax of a new snapshot: with no transaction running, the first id
+// not yet given out) and when its postmaster started, in Unix microseconds.
+// Read just after the server became writable, before any client ran a
+// transaction, the id is the first of this incarnation.
+func (i *Instance) Incarnation(ctx context.Context) (firstXID uint64, startedUS int64, err error) {
+	ctx, cancel := withTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := i.Conn(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("incarnation: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var xid string
+	err = conn.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text,
+		(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint`).Scan(&xid, &startedUS)
+	if err != nil {
+		return 0, 0, fmt.Errorf("incarnation: %w", err)
+	}
+	if firstXID, err = strconv.ParseUint(xid, 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("incarnation: xid %q: %w", xid, err)
+	}
+	return firstXID, startedUS, nil
 }

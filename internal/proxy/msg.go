@@ -73,8 +73,12 @@ func (s *Server) pickReader() (Target, bool) {
 }
 
 // xidProbe asks for the current transaction's id ("NULL" if it has none: it
-// wrote nothing).
-var xidProbe = simpleQuery("SELECT coalesce(pg_current_xact_id_if_assigned()::text, 'NULL')")
+// wrote nothing) and when the server's postmaster started (Unix
+// microseconds), as "<xid> <started>": see resolveCommit.
+var xidProbe = simpleQuery("SELECT coalesce(pg_current_xact_id_if_assigned()::text, 'NULL') || ' ' || " + startedUSExpr)
+
+// startedUSExpr is pg_postmaster_start_time() in Unix microseconds, as text.
+const startedUSExpr = "((extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint)::text"
 
 // dataRowFirst returns the first column of a DataRow as text ("" if NULL).
 func dataRowFirst(msg []byte) string {

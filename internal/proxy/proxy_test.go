@@ -403,8 +403,24 @@ func TestProxySessionSurvivesFailover(t *testing.T) {
 		t.Fatalf("the retry on the same connection failed: %v", err)
 	}
 
-	// Planned switchover: not a single error on an idle session.
+	// The new primary reports where its own transaction ids begin (the
+	// lookup of a COMMIT lost with its server relies on it): no id it has
+	// handed out is below.
 	p := f.primary(t)
+	snap, err := f.sup.Store().Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := snap.Members[p.Name]
+	var xid uint64
+	if err := idle.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	if rep.FirstXID == 0 || rep.PGStartedUS == 0 || xid < rep.FirstXID {
+		t.Fatalf("new primary %s reports first_xid %d, pg_started_us %d; it just handed out %d", p.Name, rep.FirstXID, rep.PGStartedUS, xid)
+	}
+
+	// Planned switchover: not a single error on an idle session.
 	var target string
 	for _, m := range f.cfg.MemberNames() {
 		if m != p.Name {

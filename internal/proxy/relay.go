@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,13 +44,15 @@ type relayState struct {
 	// but the end of the transaction block until it ends it.
 	failedTx bool
 	// probing: the xid probe sent ahead of a COMMIT has not been answered
-	// yet; commitXid is its answer ("NULL": the transaction wrote nothing)
-	// until the COMMIT completes.
+	// yet; commitXid is its answer ("<xid> <postmaster start>", the xid
+	// "NULL" if the transaction wrote nothing) until the COMMIT completes,
+	// and commitOn the member it was sent to.
 	probing     bool
 	lostOrderly bool
 	probeXid    string
 	probeFailed bool
 	commitXid   string
+	commitOn    string
 	// resolved is non-nil while a COMMIT lost with its server is being
 	// looked up on the new primary; closed when the client has its answer.
 	resolved chan struct{}
@@ -568,7 +572,7 @@ func (ss *session) serverMsgLocked(st *relayState, sc *serverConn, msg []byte, e
 		case 'Z':
 			st.probing = false
 			if !st.probeFailed {
-				st.commitXid = st.probeXid
+				st.commitXid, st.commitOn = st.probeXid, sc.p.target.Name
 			}
 		}
 		ss.flushIdleLocked(st, sc)
@@ -656,10 +660,10 @@ func (ss *session) lostLocked(st *relayState) {
 	if st.pending == 1 && st.commitXid != "" && !st.probing {
 		// A COMMIT was in flight and we know its transaction: ask the new
 		// primary what became of it.
-		xid := st.commitXid
+		lost := lostCommit{probe: st.commitXid, member: st.commitOn}
 		st.pending, st.commitPending, st.commitXid, st.txStatus = 0, false, "", 'I'
 		st.resolved = make(chan struct{})
-		go ss.resolveCommit(st, xid)
+		go ss.resolveCommit(st, lost)
 		return
 	}
 	if st.probing && st.lostOrderly && st.pending == 1 {
@@ -694,10 +698,18 @@ func (ss *session) lostLocked(st *relayState) {
 	st.txStatus, st.commitPending, st.commitXid, st.unsynced = 'I', false, "", false
 }
 
+// lostCommit is a COMMIT lost with its server: the xid probe's answer and
+// the member it was sent to.
+type lostCommit struct {
+	probe  string // "<xid> <postmaster start, Unix µs>"; xid "NULL": wrote nothing
+	member string
+}
+
 // resolveCommit answers a COMMIT whose server was lost: it looks the
 // transaction up on the new primary (which holds every acknowledged commit)
-// and tells the client COMMIT or a retryable 40001.
-func (ss *session) resolveCommit(st *relayState, xid string) {
+// and tells the client COMMIT, a retryable 40001, or 08007 when that cannot
+// be told (see commitOutcome).
+func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 	reply := func(msgs ...[]byte) {
 		st.mu.Lock()
 		ss.sendLocked(st, msgs...)
@@ -706,8 +718,16 @@ func (ss *session) resolveCommit(st *relayState, xid string) {
 		st.mu.Unlock()
 	}
 	committed := [][]byte{commandComplete("COMMIT"), readyForQuery('I')}
-	if xid == "NULL" {
+	rolledBack := [][]byte{errorResponse("ERROR", "40001", "holdfast proxy: the primary changed before the transaction committed; it was rolled back, retry it"), readyForQuery('I')}
+	unknown := [][]byte{errorResponse("ERROR", "08007", "holdfast proxy: the server was lost while a commit was in progress; its outcome is unknown"), readyForQuery('I')}
+	xidText, oldStarted, _ := strings.Cut(lost.probe, " ")
+	if xidText == "NULL" {
 		reply(committed...) // it wrote nothing: there was nothing to lose
+		return
+	}
+	xid, err := strconv.ParseUint(xidText, 10, 64)
+	if err != nil {
+		reply(unknown...)
 		return
 	}
 	sc, err := ss.acquire()
@@ -720,20 +740,78 @@ func (ss *session) resolveCommit(st *relayState, xid string) {
 		_ = ss.c.Close()
 		return
 	}
-	status, err := queryOne(sc, "SELECT coalesce(pg_xact_status('"+xid+"'::xid8), 'unknown')")
+	answer, err := queryOne(sc, "SELECT coalesce(pg_xact_status('"+xidText+"'::xid8), 'unknown') || ' ' || "+startedUSExpr)
 	sc.p.release(sc, err == nil || isPgError(err))
 	if err != nil && !isPgError(err) {
-		reply(errorResponse("ERROR", "08007", "holdfast proxy: the server was lost while a commit was in progress; its outcome is unknown"), readyForQuery('I'))
+		reply(unknown...)
 		return
 	}
 	// An error here means an id the new primary never saw ("in the
 	// future"): it was never committed.
-	ss.s.log.Debug("resolved in-flight commit", "xid", xid, "status", status, "err", err)
-	if err == nil && status == "committed" {
+	status, curStarted, _ := strings.Cut(answer, " ")
+	cur := serverIncarnation{member: sc.p.target.Name, startedUS: parseInt(curStarted)}
+	old := serverIncarnation{member: lost.member, startedUS: parseInt(oldStarted)}
+	first, reportStarted := ss.s.router.incarnation(cur.member)
+	out := commitOutcome(xid, status, err != nil, old, cur, first, reportStarted)
+	ss.s.log.Debug("resolved in-flight commit", "xid", xid, "status", status, "err", err, "old", old, "new", cur, "first_xid", first, "outcome", out)
+	switch out {
+	case outcomeCommitted:
 		reply(committed...)
-		return
+	case outcomeRolledBack:
+		reply(rolledBack...)
+	default:
+		reply(unknown...)
 	}
-	reply(errorResponse("ERROR", "40001", "holdfast proxy: the primary changed before the transaction committed; it was rolled back, retry it"), readyForQuery('I'))
+}
+
+func parseInt(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// serverIncarnation is one run of a member's postmaster.
+type serverIncarnation struct {
+	member    string
+	startedUS int64 // pg_postmaster_start_time(), Unix µs; 0 if unknown
+}
+
+type outcome int
+
+const (
+	outcomeUnknown outcome = iota
+	outcomeCommitted
+	outcomeRolledBack
+)
+
+func (o outcome) String() string {
+	return [...]string{"unknown", "committed", "rolled back"}[o]
+}
+
+// commitOutcome decides what became of transaction xid, whose COMMIT was
+// in flight on server old when it was lost, from its status on server cur
+// (statusErr: cur refused to look it up, an id it never saw).
+//
+// A status of "committed" is not enough: a transaction id is unique only
+// within the history a server has replayed. The old server may have handed
+// out xid without any of its WAL reaching cur (a commit is flushed, and so
+// streamed, only as it commits); cur then hands the same id out again to
+// its own clients, and finds "committed" for somebody else's transaction.
+// firstXID, from cur's agent, is the first id cur could hand out since it
+// became writable (reportStarted names the postmaster it was read on): an
+// id below it was decided by replayed WAL; one from it on was given out by
+// cur itself, so it is ours only if old is cur, the same postmaster run.
+func commitOutcome(xid uint64, status string, statusErr bool, old, cur serverIncarnation, firstXID uint64, reportStarted int64) outcome {
+	switch {
+	case statusErr || status != "committed":
+		return outcomeRolledBack
+	case old.member == cur.member && old.startedUS != 0 && old.startedUS == cur.startedUS:
+		return outcomeCommitted // the same server process: no id is handed out twice
+	case firstXID == 0 || cur.startedUS == 0 || reportStarted != cur.startedUS:
+		return outcomeUnknown // the report does not describe the server asked
+	case xid < firstXID:
+		return outcomeCommitted
+	}
+	return outcomeRolledBack
 }
 
 type pgError struct{ msg string }

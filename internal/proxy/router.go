@@ -363,6 +363,19 @@ func (r *Router) Switchover() (*cluster.SwitchoverRequest, <-chan struct{}) {
 
 // stale reports whether t was the writer and another member is now: a
 // server connection to t must not carry new work.
+// incarnation is what member's latest report says of its server as a
+// primary: its first transaction id and postmaster start (see
+// cluster.Member.FirstXID); zeros when unknown.
+func (r *Router) incarnation(member string) (firstXID uint64, startedUS int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.snap.Members[member]
+	if !ok || m.Role != cluster.RolePrimary {
+		return 0, 0
+	}
+	return m.FirstXID, m.PGStartedUS
+}
+
 func (r *Router) stale(t Target) bool {
 	w := r.writerNow.Load()
 	return w != nil && (w.Name != t.Name || w.Addr != t.Addr)
