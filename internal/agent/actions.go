@@ -302,7 +302,10 @@ func (a *Agent) promote(ctx context.Context) error {
 		return fmt.Errorf("promote: %w", err)
 	}
 	start := time.Now()
-	a.xidKnown.Store(false) // a new incarnation begins: publish reads its first id
+	// A new incarnation begins in the same postmaster: publish reads its
+	// first id, and must not take the one saved for this postmaster.
+	a.xidKnown.Store(false)
+	_ = os.Remove(a.incarnationFile())
 	if err := a.pg.Promote(ctx); err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}

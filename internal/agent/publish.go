@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/cluster"
@@ -96,9 +100,43 @@ func (a *Agent) readIncarnation(ctx context.Context) {
 		a.log.Warn("reading the primary's first transaction id", "err", err)
 		return
 	}
+	// An agent restarted under a running primary reads a later id than the
+	// one its server began with: keep the reading an earlier agent made for
+	// this same postmaster.
+	path := a.incarnationFile()
+	if b, err := os.ReadFile(path); err == nil {
+		if s, f, ok := parseIncarnation(string(b)); ok && s == started && f <= xid {
+			xid = f
+		}
+	}
+	if err := os.WriteFile(path, []byte(formatIncarnation(started, xid)), 0o600); err != nil {
+		a.log.Warn("saving the primary's first transaction id", "err", err)
+	}
 	a.firstXID, a.pgStartedUS = xid, started
 	a.xidKnown.Store(true)
 	a.log.Info("primary incarnation", "first_xid", xid, "postmaster_started_us", started)
+}
+
+// incarnationFile keeps the first transaction id read for a postmaster,
+// for the next agent if this one restarts while PostgreSQL runs on.
+func (a *Agent) incarnationFile() string { return filepath.Join(a.dir, "incarnation") }
+
+func formatIncarnation(startedUS int64, firstXID uint64) string {
+	return fmt.Sprintf("%d %d\n", startedUS, firstXID)
+}
+
+// parseIncarnation reads what formatIncarnation wrote.
+func parseIncarnation(s string) (startedUS int64, firstXID uint64, ok bool) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	started, err1 := strconv.ParseInt(f[0], 10, 64)
+	first, err2 := strconv.ParseUint(f[1], 10, 64)
+	if err1 != nil || err2 != nil || started <= 0 || first == 0 {
+		return 0, 0, false
+	}
+	return started, first, true
 }
 
 // replayLagMS is the replay lag to publish: the lag of the last status plus

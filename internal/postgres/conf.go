@@ -92,6 +92,14 @@ func (i *Instance) renderConfig(s Settings) (conf, hba []byte) {
 	set("wal_sender_timeout", "5s")
 	set("wal_receiver_timeout", "5s")
 
+	// A backend that crashes takes the postmaster down instead of a restart
+	// in place: the agent (its parent) then decides, as for any postmaster
+	// exit (a primary's replica takes over; a replica restarts). A restart
+	// in place would also hand out transaction ids again behind the
+	// agent's back, ids the proxy's commit lookup must tell apart
+	// (cluster.Member.FirstXID is read once per postmaster).
+	set("restart_after_crash", "off")
+
 	// Resources: three members may share a small machine.
 	set("shared_buffers", "32MB")
 	set("fsync", "on")

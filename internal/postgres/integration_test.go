@@ -238,8 +238,8 @@ func TestCluster(t *testing.T) {
 		// uses DataDir.
 		got := queryStrings(t, a, `SELECT current_setting('config_file') UNION ALL SELECT current_setting('data_directory')
 			UNION ALL SELECT current_setting('hba_file') UNION ALL SELECT current_setting('work_mem')
-			UNION ALL SELECT current_setting('wal_retrieve_retry_interval')`)
-		want := []string{a.ConfigFile(), a.Config().DataDir, filepath.Join(a.Config().ConfDir, "pg_hba.conf"), "8MB", "100ms"}
+			UNION ALL SELECT current_setting('wal_retrieve_retry_interval') UNION ALL SELECT current_setting('restart_after_crash')`)
+		want := []string{a.ConfigFile(), a.Config().DataDir, filepath.Join(a.Config().ConfDir, "pg_hba.conf"), "8MB", "100ms", "off"}
 		if !slices.Equal(got, want) {
 			t.Errorf("settings = %q; want %q", got, want)
 		}

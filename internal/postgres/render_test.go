@@ -24,6 +24,7 @@ func TestRenderConfig(t *testing.T) {
 		"port = '5433'\n",
 		"wal_log_hints = 'on'\n",
 		"wal_retrieve_retry_interval = '100ms'\n",
+		"restart_after_crash = 'off'\n",
 		`primary_conninfo = 'host=''10.0.0.1'' port=''5432'' user=''replicator'' password=''re\\''pl\\\\ pw'' application_name=''home-b'' connect_timeout=''5'''` + "\n",
 		"primary_slot_name = 'home_b'\n",
 		`synchronous_standby_names = 'ANY 1 ("home-a","home-c")'` + "\n",

@@ -313,6 +313,33 @@ func TestKillPostmasterUnderWrites(t *testing.T) {
 	}
 }
 
+// TestBackendCrashFailsOver: one crashed backend of the primary takes its
+// postmaster down (restart_after_crash = off) and the cluster fails over as
+// for a crashed postmaster, rather than PostgreSQL reinitialising in place
+// behind the agent's back.
+func TestBackendCrashFailsOver(t *testing.T) {
+	h := startCluster(t)
+	w := h.startWriter()
+	old := h.primary()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, h.dsn(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(backend, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+	p := h.newPrimary(old)
+	h.rejoined(old.Name, p)
+	h.finish(w, p)
+}
+
 func TestNodeLossAgentAndPostmaster(t *testing.T) {
 	h := startCluster(t)
 	w := h.startWriter()
