@@ -25,6 +25,7 @@ type metrics struct {
 	errors       *prometheus.CounterVec   // endpoint, sqlstate, source
 	wait         *prometheus.HistogramVec // endpoint, reason
 	held         *prometheus.CounterVec   // endpoint, outcome
+	resolved     *prometheus.CounterVec   // endpoint, outcome
 }
 
 // endpointMetrics are one endpoint's pre-resolved label children.
@@ -32,6 +33,7 @@ type endpointMetrics struct {
 	accepted, queries, transactions prometheus.Counter
 	waitWriter, waitPool            prometheus.Observer
 	served, timedOut, rejected      prometheus.Counter
+	resolved                        [outcomeCount]prometheus.Counter // by outcome
 }
 
 // Login failure reasons (logins_failed_total), by the SQLSTATE of the FATAL
@@ -76,8 +78,10 @@ func newMetrics(s *Server) *metrics {
 			Buckets: waitBuckets}, []string{"endpoint", "reason"}),
 		held: prometheus.NewCounterVec(opts("held_total",
 			"Clients that waited for a writer (failover or planned switchover), by outcome: served, timeout (hold_window passed), rejected (max_waiting reached)."), []string{"endpoint", "outcome"}),
+		resolved: prometheus.NewCounterVec(opts("commits_resolved_total",
+			"COMMITs lost with their server and looked up on the new primary, by outcome: committed, rolled_back, id_reused (found committed, but under an id the new primary had handed out again: rolled back), unknown (08007)."), []string{"endpoint", "outcome"}),
 	}
-	m.reg.MustRegister(m.accepted, m.loginsFailed, m.queries, m.transactions, m.errors, m.wait, m.held,
+	m.reg.MustRegister(m.accepted, m.loginsFailed, m.queries, m.transactions, m.errors, m.wait, m.held, m.resolved,
 		&stateCollector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,7 +92,7 @@ func (m *metrics) forEndpoint(name string) *endpointMetrics {
 	for _, r := range []string{loginAuth, loginProtocol, loginLimit, loginUnavailable, loginOther} {
 		m.loginsFailed.WithLabelValues(name, r)
 	}
-	return &endpointMetrics{
+	em := &endpointMetrics{
 		accepted:     m.accepted.WithLabelValues(name),
 		queries:      m.queries.WithLabelValues(name),
 		transactions: m.transactions.WithLabelValues(name),
@@ -98,6 +102,10 @@ func (m *metrics) forEndpoint(name string) *endpointMetrics {
 		timedOut:     m.held.WithLabelValues(name, heldTimeout),
 		rejected:     m.held.WithLabelValues(name, heldRejected),
 	}
+	for o := range outcomeCount {
+		em.resolved[o] = m.resolved.WithLabelValues(name, o.String())
+	}
+	return em
 }
 
 // fromClient counts a client message about to go to a server.
@@ -137,6 +145,9 @@ func (m *metrics) fatal(ss *session, code string) {
 		m.loginsFailed.WithLabelValues(ss.ep.name, loginFailure(code)).Inc()
 	}
 }
+
+// commitResolved counts a lost COMMIT looked up, by outcome.
+func (m *metrics) commitResolved(ep *endpoint, o outcome) { ep.m.resolved[o].Inc() }
 
 // accept counts an accepted client connection.
 func (m *metrics) accept(ep *endpoint) { ep.m.accepted.Inc() }

@@ -196,6 +196,9 @@ func TestMetricsAndStatus(t *testing.T) {
 	exactly(1, "holdfast_proxy_state", "endpoint", "writer")
 	exactly(0, "holdfast_proxy_waiting")
 	exactly(0, "holdfast_proxy_held_total", "endpoint", "writer", "outcome", "timeout")
+	for _, o := range []string{"committed", "rolled_back", "id_reused", "unknown"} {
+		exactly(0, "holdfast_proxy_commits_resolved_total", "endpoint", "writer", "outcome", o)
+	}
 	exactly(0, "holdfast_proxy_wait_seconds_count", "endpoint", "writer", "reason", "writer")
 	primary := f.primary(t)
 	atLeast(1, "holdfast_proxy_server_connections", "endpoint", "writer", "member", primary.Name, "state", "active")

@@ -722,11 +722,13 @@ func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 	unknown := [][]byte{errorResponse("ERROR", "08007", "holdfast proxy: the server was lost while a commit was in progress; its outcome is unknown"), readyForQuery('I')}
 	xidText, oldStarted, _ := strings.Cut(lost.probe, " ")
 	if xidText == "NULL" {
+		ss.s.metrics.commitResolved(ss.ep, outcomeCommitted)
 		reply(committed...) // it wrote nothing: there was nothing to lose
 		return
 	}
 	xid, err := strconv.ParseUint(xidText, 10, 64)
 	if err != nil {
+		ss.s.metrics.commitResolved(ss.ep, outcomeUnknown)
 		reply(unknown...)
 		return
 	}
@@ -736,6 +738,7 @@ func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 		if !errors.As(err, &ce) {
 			ce = &clientError{"08007", err.Error()}
 		}
+		ss.s.metrics.commitResolved(ss.ep, outcomeUnknown)
 		reply(errorResponse("FATAL", "08007", "holdfast proxy: the server was lost while a commit was in progress and its outcome cannot be looked up: "+ce.msg))
 		_ = ss.c.Close()
 		return
@@ -743,6 +746,7 @@ func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 	answer, err := queryOne(sc, "SELECT coalesce(pg_xact_status('"+xidText+"'::xid8), 'unknown') || ' ' || "+startedUSExpr)
 	sc.p.release(sc, err == nil || isPgError(err))
 	if err != nil && !isPgError(err) {
+		ss.s.metrics.commitResolved(ss.ep, outcomeUnknown)
 		reply(unknown...)
 		return
 	}
@@ -754,10 +758,11 @@ func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 	first, reportStarted := ss.s.router.incarnation(cur.member)
 	out := commitOutcome(xid, status, err != nil, old, cur, first, reportStarted)
 	ss.s.log.Debug("resolved in-flight commit", "xid", xid, "status", status, "err", err, "old", old, "new", cur, "first_xid", first, "outcome", out)
+	ss.s.metrics.commitResolved(ss.ep, out)
 	switch out {
 	case outcomeCommitted:
 		reply(committed...)
-	case outcomeRolledBack:
+	case outcomeRolledBack, outcomeReused:
 		reply(rolledBack...)
 	default:
 		reply(unknown...)
@@ -781,10 +786,14 @@ const (
 	outcomeUnknown outcome = iota
 	outcomeCommitted
 	outcomeRolledBack
+	// outcomeReused: found committed, but under an id the new primary had
+	// handed out again; somebody else's transaction: rolled back.
+	outcomeReused
+	outcomeCount
 )
 
 func (o outcome) String() string {
-	return [...]string{"unknown", "committed", "rolled back"}[o]
+	return [...]string{"unknown", "committed", "rolled_back", "id_reused"}[o]
 }
 
 // commitOutcome decides what became of transaction xid, whose COMMIT was
@@ -811,7 +820,7 @@ func commitOutcome(xid uint64, status string, statusErr bool, old, cur serverInc
 	case xid < firstXID:
 		return outcomeCommitted
 	}
-	return outcomeRolledBack
+	return outcomeReused
 }
 
 type pgError struct{ msg string }
