@@ -111,29 +111,21 @@ func (s *Supervisor) superviseAgent(p *agentProc) {
 		if p.cmd.ProcessState != nil {
 			state = p.cmd.ProcessState.String()
 		}
-		if held := s.heldDown(p); held != nil {
+		if s.heldDown(p) != nil {
 			s.printf("agent %s %s; held down by a fault, restarting when it heals", p.name, state)
+		} else {
+			if s.cfg.RestartDelay < 0 {
+				s.printf("agent %s %s; not restarting", p.name, state)
+				return
+			}
+			s.printf("agent %s %s; restarting in %s", p.name, state, s.cfg.RestartDelay)
 			select {
 			case <-p.stop:
 				return
-			case <-held:
+			case <-time.After(s.cfg.RestartDelay):
 			}
-			if err := s.spawn(p); err != nil {
-				s.printf("%v", err)
-			}
-			continue
 		}
-		if s.cfg.RestartDelay < 0 {
-			s.printf("agent %s %s; not restarting", p.name, state)
-			return
-		}
-		s.printf("agent %s %s; restarting in %s", p.name, state, s.cfg.RestartDelay)
-		select {
-		case <-p.stop:
-			return
-		case <-time.After(s.cfg.RestartDelay):
-		}
-		if held := s.heldDown(p); held != nil { // a down fault came meanwhile
+		if held := s.heldDown(p); held != nil { // held from the start, or a down fault came meanwhile
 			select {
 			case <-p.stop:
 				return

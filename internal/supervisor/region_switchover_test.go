@@ -3,7 +3,6 @@ package supervisor_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -65,20 +64,7 @@ func TestRegionSwitchoverAndBack(t *testing.T) {
 		regions.Regions[0].Leader != homeLeader.Name || regions.Regions[1].Role != "primary" || regions.Regions[1].Leader != away.Name {
 		t.Fatalf("region status after the switchover: %+v", regions)
 	}
-	for _, m := range h.status().Members {
-		if m.Region != "home" {
-			continue
-		}
-		conn, err := pgx.Connect(ctx, superDSN(m))
-		if err != nil {
-			t.Fatalf("%s: %v", m.Name, err)
-		}
-		_, err = conn.Exec(ctx, "CREATE TABLE region_write_probe (x int)")
-		conn.Close(ctx)
-		if err == nil || !strings.Contains(err.Error(), "read-only") {
-			t.Fatalf("%s of the old primary region accepted a write (err %v)", m.Name, err)
-		}
-	}
+	refuseWrites(ctx, t, h, superDSN, "home")
 	waitRecords(ctx, t, loads, 50)
 
 	// Failback.

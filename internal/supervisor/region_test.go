@@ -123,6 +123,26 @@ func waitRegionLayout(ctx context.Context, t *testing.T, h *harness, superDSN fu
 	return admin.MemberStatus{}
 }
 
+// refuseWrites checks, by trying, that every member of a standby region
+// refuses a write.
+func refuseWrites(ctx context.Context, t *testing.T, h *harness, superDSN func(admin.MemberStatus) string, region string) {
+	t.Helper()
+	for _, m := range h.status().Members {
+		if m.Region != region {
+			continue
+		}
+		conn, err := pgx.Connect(ctx, superDSN(m))
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		_, err = conn.Exec(ctx, "CREATE TABLE region_write_probe (x int)")
+		conn.Close(ctx)
+		if err == nil || !strings.Contains(err.Error(), "read-only") {
+			t.Fatalf("%s of the standby region %s accepted a write (err %v)", m.Name, region, err)
+		}
+	}
+}
+
 // TestStandbyRegionReplicates: the standby region elects a standby leader
 // that streams from the primary region's primary; its other member
 // cascades from it; the primary's synchronous quorum never names the
