@@ -23,9 +23,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,12 +33,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/holdfast/holdfast/bench/internal/up"
 	"github.com/holdfast/holdfast/internal/admin"
-	"github.com/holdfast/holdfast/internal/api"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/drill"
-	"github.com/holdfast/holdfast/internal/freeport"
-	"github.com/holdfast/holdfast/internal/supervisor"
 )
 
 func main() {
@@ -52,157 +48,42 @@ func main() {
 	log.SetFlags(log.Ltime)
 	ctx := context.Background()
 
-	bin := build()
+	bin := up.Build()
 	c := start(ctx, bin, 10*time.Second, 3)
 	lag(ctx, c, *lagFor, *clients)
 	switchovers(ctx, c, *runs)
-	c.stop()
+	c.Stop()
 
 	// Short canary settings: a probe every second, 3 failures.
 	c = start(ctx, bin, time.Second, 3)
 	outages(ctx, c, *runs, "short canary (1s x 3)")
-	c.stop()
+	c.Stop()
 	if *defaultCanary {
 		c = start(ctx, bin, 10*time.Second, 3)
 		outages(ctx, c, 1, "default canary (10s x 3)")
-		c.stop()
+		c.Stop()
 	}
 }
 
-type clusterUnderTest struct {
-	dir    string
-	cfg    config.Config
-	sup    *supervisor.Supervisor
-	runner *drill.Runner
-}
+type clusterUnderTest = up.Cluster
 
-func build() string {
-	dir, err := os.MkdirTemp("", "holdfast-bench-bin-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o755)
-	out := filepath.Join(dir, "holdfast")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/holdfast")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		log.Fatalf("build holdfast (run from the repository root): %v", err)
-	}
-	return out
-}
-
-func freePort() int {
-	p, err := freeport.Pick()
-	if err != nil {
-		log.Fatal(err)
-	}
-	return p
-}
-
-func addr() string { return fmt.Sprintf("127.0.0.1:%d", freePort()) }
-
-// start runs the default two-region deployment on free ports.
 func start(ctx context.Context, bin string, canaryInterval time.Duration, canaryFailures int) *clusterUnderTest {
-	dir, err := os.MkdirTemp("", "holdfast-bench-region-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o755)
-	cfg := config.Default()
-	cfg.Cluster, cfg.DataDir = "bench", dir
-	c, p := freePort(), freePort()
-	cfg.Etcd.ClientURL, cfg.Etcd.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", c), fmt.Sprintf("http://127.0.0.1:%d", p)
-	cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", c)}
-	cfg.Proxy.WriterAddr, cfg.Proxy.ReaderAddr, cfg.Proxy.AdminAddr = addr(), addr(), addr()
-	cfg.API.Addr, cfg.Buffer.EmbeddedAddr = addr(), addr()
-	for ri := range cfg.Regions {
-		if !cfg.Regions[ri].Proxy.IsZero() {
-			cfg.Regions[ri].Proxy = config.RegionProxy{WriterAddr: addr(), ReaderAddr: addr(), AdminAddr: addr()}
-		}
-		for mi := range cfg.Regions[ri].Members {
-			m := &cfg.Regions[ri].Members[mi]
-			m.Port, m.AdvertisePort, m.MetricsPort = freePort(), freePort(), freePort()
-		}
-	}
-	cfg.Failover.CanaryInterval = config.Duration(canaryInterval)
-	cfg.Failover.CanaryFailures = canaryFailures
-	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, QuietEvents: true},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := sup.Open(ctx); err != nil {
-		log.Fatal(err)
-	}
-	cfg.Resolve()
-	token, err := api.ReadToken(cfg.API.AdminTokenFile)
-	if err != nil {
-		log.Fatal(err)
-	}
-	cut := &clusterUnderTest{dir: dir, cfg: cfg, sup: sup, runner: &drill.Runner{Store: sup.Store(), Cfg: cfg, AdminToken: token}}
-	cut.waitStandbyRegion(ctx)
-	if err := cut.runner.Prepare(ctx); err != nil {
-		log.Fatal(err)
-	}
-	return cut
+	return up.Start(ctx, bin, up.Options{Name: "region", Tune: func(cfg *config.Config) {
+		cfg.Failover.CanaryInterval = config.Duration(canaryInterval)
+		cfg.Failover.CanaryFailures = canaryFailures
+	}})
 }
 
-func (c *clusterUnderTest) stop() {
-	_ = c.sup.Close(context.Background())
-	os.RemoveAll(c.dir)
-}
-
-// waitStandbyRegion waits until the standby region's leader streams and
-// its other members replicate.
-func (c *clusterUnderTest) waitStandbyRegion(ctx context.Context) {
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
-		if rs, err := admin.ReadRegions(ctx, c.sup.Store(), c.cfg); err == nil {
-			ready := len(rs.Regions) == 2
-			for _, r := range rs.Regions {
-				if r.Leader == "" || r.Running != r.Members || (r.Role == "standby" && r.LagSeconds == nil) {
-					ready = false
-				}
-			}
-			if ready && c.runner.CheckHealthy(ctx) == nil {
-				return
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	log.Fatal("the standby region did not come up")
-}
-
-func (c *clusterUnderTest) member(ctx context.Context, pick func(admin.MemberStatus, admin.Regions) bool) admin.MemberStatus {
-	st, err := admin.Status(ctx, c.sup.Store(), c.cfg)
-	if err != nil {
+func waitStandbyRegion(ctx context.Context, c *clusterUnderTest) {
+	if err := c.WaitStandbyRegion(ctx, 3*time.Minute); err != nil {
 		log.Fatal(err)
 	}
-	rs, err := admin.ReadRegions(ctx, c.sup.Store(), c.cfg)
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, m := range st.Members {
-		if pick(m, rs) {
-			return m
-		}
-	}
-	log.Fatal("member not found")
-	return admin.MemberStatus{}
-}
-
-func (c *clusterUnderTest) superDSN(m admin.MemberStatus, db string) string {
-	cred, _, err := c.cfg.LoadSecrets()
-	if err != nil {
-		log.Fatal(err)
-	}
-	return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=disable", m.Host, m.Port, cred.User, cred.Password, db)
 }
 
 // lag samples the standby leader's heartbeat idle, then under pgbench.
 func lag(ctx context.Context, c *clusterUnderTest, d time.Duration, clients int) {
-	primary := c.member(ctx, func(m admin.MemberStatus, _ admin.Regions) bool { return m.Leader && m.Role == "primary" })
-	leader := c.member(ctx, func(m admin.MemberStatus, rs admin.Regions) bool {
+	primary := c.MustMember(ctx, func(m admin.MemberStatus, _ admin.Regions) bool { return m.Leader && m.Role == "primary" })
+	leader := c.MustMember(ctx, func(m admin.MemberStatus, rs admin.Regions) bool {
 		for _, r := range rs.Regions {
 			if r.Role == "standby" && r.Leader == m.Name {
 				return true
@@ -211,8 +92,8 @@ func lag(ctx context.Context, c *clusterUnderTest, d time.Duration, clients int)
 		return false
 	})
 	log.Printf("lag: primary %s, standby leader %s; pgbench -i", primary.Name, leader.Name)
-	pgbench := filepath.Join(c.cfg.Postgres.BinDir, "pgbench")
-	cred, _, _ := c.cfg.LoadSecrets()
+	pgbench := filepath.Join(c.Cfg.Postgres.BinDir, "pgbench")
+	cred, _, _ := c.Cfg.LoadSecrets()
 	env := append(os.Environ(), "PGPASSWORD="+cred.Password)
 	base := []string{"-h", primary.Host, "-p", fmt.Sprint(primary.Port), "-U", cred.User}
 	initCmd := exec.Command(pgbench, append(append([]string{"-i", "-q", "-s", "10"}, base...), "postgres")...)
@@ -263,12 +144,12 @@ func sample(ctx context.Context, c *clusterUnderTest, leader, primary admin.Memb
 	} else {
 		close(done)
 	}
-	conn, err := pgx.Connect(ctx, c.superDSN(leader, "postgres"))
+	conn, err := pgx.Connect(ctx, c.SuperDSN(leader, "postgres"))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	pconn, err := pgx.Connect(ctx, c.superDSN(primary, "postgres"))
+	pconn, err := pgx.Connect(ctx, c.SuperDSN(primary, "postgres"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -327,14 +208,14 @@ func switchovers(ctx context.Context, c *clusterUnderTest, runs int) {
 		var down []time.Duration
 		var errs, unk, lost, dup int
 		for i := 0; i < runs*2; i++ {
-			rep, err := c.runner.Run(ctx, drill.RunConfig{Scenario: "region-switchover", Path: path, Rate: 200, Duration: 6 * time.Second})
+			rep, err := c.Runner.Run(ctx, drill.RunConfig{Scenario: "region-switchover", Path: path, Rate: 200, Duration: 6 * time.Second})
 			if err != nil {
 				log.Fatalf("region-switchover on %s: %v", path, err)
 			}
 			log.Printf("region-switchover %s run %d: downtime %d ms, errors %d unknown %d lost %d dup %d", path, i+1, rep.DowntimeMS, rep.Errors, rep.Unknown, rep.LostAcked, rep.Duplicates)
 			down = append(down, time.Duration(rep.DowntimeMS)*time.Millisecond)
 			errs, unk, lost, dup = errs+rep.Errors, unk+rep.Unknown, lost+rep.LostAcked, dup+rep.Duplicates
-			c.waitStandbyRegion(ctx)
+			waitStandbyRegion(ctx, c)
 		}
 		fmt.Printf("  %-8s %6d %10s %10s %10s %8d %8d %6d %6d\n", path, len(down), pct(down, 0), pct(down, 50), pct(down, 100), errs, unk, lost, dup)
 	}
@@ -346,7 +227,7 @@ func outages(ctx context.Context, c *clusterUnderTest, runs int, label string) {
 	var detected, promoted, restored, decisionToWrite []time.Duration
 	var lost, dup, errs int
 	for i := 0; i < runs; i++ {
-		rep, err := c.runner.Run(ctx, drill.RunConfig{Scenario: "region-outage", Path: "buffer", Rate: 200, Duration: 9 * time.Second})
+		rep, err := c.Runner.Run(ctx, drill.RunConfig{Scenario: "region-outage", Path: "buffer", Rate: 200, Duration: 9 * time.Second})
 		if err != nil {
 			log.Fatalf("region-outage: %v", err)
 		}
@@ -356,12 +237,12 @@ func outages(ctx context.Context, c *clusterUnderTest, runs int, label string) {
 		detected, promoted, restored = append(detected, ms(r.DetectedMS)), append(promoted, ms(r.PromotedMS)), append(restored, ms(r.TrafficRestoredMS))
 		decisionToWrite = append(decisionToWrite, ms(r.TrafficRestoredMS-r.DetectedMS))
 		lost, dup, errs = lost+rep.LostAcked, dup+rep.Duplicates, errs+rep.Errors
-		c.waitStandbyRegion(ctx)
+		waitStandbyRegion(ctx, c)
 		// Fail back, so that every run starts from home.
-		if _, err := admin.RegionSwitchover(ctx, c.sup.Store(), c.cfg, r.From, func(string) {}); err != nil {
+		if _, err := admin.RegionSwitchover(ctx, c.Sup.Store(), c.Cfg, r.From, func(string) {}); err != nil {
 			log.Fatalf("failback: %v", err)
 		}
-		c.waitStandbyRegion(ctx)
+		waitStandbyRegion(ctx, c)
 	}
 	fmt.Printf("\nRegion outage, %s, buffer path at 200 writes/s, %d run(s) (min / median / max, since the outage):\n", label, runs)
 	row := func(name string, v []time.Duration) {

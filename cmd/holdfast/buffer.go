@@ -109,8 +109,10 @@ func runBuffer(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the status as JSON (stable field names, for scripts)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: holdfast buffer status [--config FILE] [--json]\n\n"+
-			"Shows the durable write buffer: writes pending (accepted, not yet committed), the age of the oldest,\n"+
-			"the commit rate over the last 10 s, and the dead-letter count (holdfast dlq list shows them).\n"+
+			"Shows the durable write buffer: whether it is drained (nothing pending, its JetStream stream empty,\n"+
+			"nothing awaiting a standby region), writes pending (accepted, not yet committed), the age of the\n"+
+			"oldest, the commit rate over the last 10 s, the stream's batches, batches awaiting a standby region\n"+
+			"or applied again after a primary change, and the dead-letter count (holdfast dlq list shows them).\n"+
 			"It asks the api server at api.addr with the token in api.admin_token_file.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -136,6 +138,11 @@ func runBuffer(args []string, stdout, stderr io.Writer) int {
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fail(stderr, "buffer status: invalid answer: %v", err)
 	}
+	drained := "no"
+	if st.Drained {
+		drained = "yes (nothing pending, the stream empty, nothing awaiting a standby region)"
+	}
+	fmt.Fprintf(stdout, "Drained:      %s\n", drained)
 	fmt.Fprintf(stdout, "Pending:      %d writes (oldest %s)\n", st.Pending, (time.Duration(st.OldestPendingSeconds*1e3) * time.Millisecond).String())
 	fmt.Fprintf(stdout, "Committing:   %.1f writes/s (last 10 s)\n", st.CommittedPerSecond)
 	fmt.Fprintf(stdout, "Dead letters: %d (holdfast dlq list)\n", st.Dead)
@@ -143,6 +150,8 @@ func runBuffer(args []string, stdout, stderr io.Writer) int {
 		st.Accepted, st.Committed, st.Duplicates, st.TransientRetries, st.DeadLettered)
 	fmt.Fprintf(stdout, "JetStream:    stream %s, %d batches, %d bytes, at %s; dead-letter limit %d attempts\n",
 		st.Stream, st.StreamBatches, st.StreamBytes, st.NATS, st.MaxAttempts)
+	fmt.Fprintf(stdout, "Regions:      %d batches committed and awaiting a standby region; %d batches applied again after a primary change\n",
+		st.AwaitingRegions, st.Redelivered)
 	return exitOK
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/cluster"
@@ -151,6 +152,15 @@ func (a *Agent) initialSync() ([]string, int) {
 
 func (a *Agent) restartPrimary(ctx context.Context) error {
 	names, n := a.initialSync()
+	// Widen the recorded synchronous set first: every member listed in
+	// synchronous_standby_names may confirm commits once PostgreSQL runs,
+	// and an election must then read it (the set recorded before the crash
+	// may hold fewer members).
+	if union := sortedUnion(a.topo.SyncSet, names); len(names) > 0 && !slices.Equal(union, sorted(a.topo.SyncSet)) {
+		if err := a.setSyncSet(ctx, union); err != nil {
+			return fmt.Errorf("restart primary: %w", err)
+		}
+	}
 	cd, err := a.pg.ControlData(ctx)
 	if err != nil {
 		return fmt.Errorf("restart primary: %w", err)

@@ -72,6 +72,9 @@ type Agent struct {
 	lostRev    int64
 	lostAt     time.Time
 	pubLostRev int64
+	// detachedRev is the leaderless period (lostRev) for which the WAL
+	// receiver is known stopped: only then is a reported WAL position final.
+	detachedRev int64
 	// standby is the mode PostgreSQL was last started or promoted in.
 	standby     bool
 	upstream    string
@@ -88,6 +91,9 @@ type Agent struct {
 	rcvRestarted time.Time
 	statusOK     time.Time
 	lastStatus   postgres.Status
+	// statusFresh says the last observe read PostgreSQL's status; false
+	// when it kept an earlier reading (a status query that failed).
+	statusFresh bool
 	// timelineSeen is the highest timeline observed since PostgreSQL last
 	// started (reset by startPG).
 	timelineSeen int

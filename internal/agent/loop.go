@@ -146,12 +146,17 @@ func (a *Agent) applyUpdate(u store.Update) {
 func (a *Agent) step(ctx context.Context) {
 	local := a.observe(ctx)
 	if a.leader == nil && a.pubLostRev != a.lostRev {
-		if a.upstream != "" && local.PGRunning && local.InRecovery {
-			a.detach(ctx)
+		if a.detachedRev != a.lostRev {
+			// Whatever a.upstream says (an agent restarted under a running
+			// replica does not know it): a receiver may be streaming.
+			if !local.PGRunning || !local.InRecovery || a.detach(ctx) {
+				a.detachedRev = a.lostRev
+			}
 			local = a.observe(ctx)
 		}
 		// Report our WAL position for this leaderless period before deciding:
-		// the others wait for it.
+		// the others wait for it. publish reports it only once it is final
+		// (the receiver stopped) and read now, not kept from before.
 		a.publish(ctx, local, true)
 	}
 	lease, _ := a.currentLease()
@@ -181,6 +186,7 @@ func (a *Agent) step(ctx context.Context) {
 func (a *Agent) observe(ctx context.Context) cluster.Local {
 	lease, _ := a.currentLease()
 	l := cluster.Local{Name: a.me.Name, Region: a.region, LeaseID: int64(lease), LeaseValid: a.leaseValid()}
+	a.statusFresh = false
 	if !a.pg.Running() {
 		a.statusOK = time.Time{}
 		return l
@@ -188,6 +194,7 @@ func (a *Agent) observe(ctx context.Context) cluster.Local {
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	st, err := a.pg.Status(sctx)
 	cancel()
+	a.statusFresh = err == nil
 	if err == nil {
 		a.statusOK = time.Now()
 		a.lastStatus = st
@@ -245,17 +252,19 @@ func (a *Agent) onLeaseLost(ctx context.Context) {
 
 // detach stops our WAL receiver when the leader is lost, before we report our
 // WAL position. The old primary may be alive without its agent (a frozen or
-// partitioned agent cannot fence it): once every replica has detached it can
+// partitioned agent cannot fence it, and a frozen postmaster leaves its
+// backends and walsenders running): once every replica has detached it can
 // get no synchronous confirmation, so no commit acknowledged after our report
-// can exist, and the position we report is final.
-func (a *Agent) detach(ctx context.Context) {
+// can exist, and the position we report is final. False: the receiver could
+// not be seen stopped, and nothing may be reported yet.
+func (a *Agent) detach(ctx context.Context) bool {
 	if err := a.pg.WriteConfig(postgres.Settings{Standby: true, PrimarySlot: postgres.SlotName(a.me.Name)}); err != nil {
 		a.log.Warn("detach from old primary", "err", err)
-		return
+		return false
 	}
 	if err := a.pg.Reload(); err != nil {
 		a.log.Warn("detach from old primary", "err", err)
-		return
+		return false
 	}
 	a.upstream = ""
 	start := time.Now()
@@ -265,7 +274,7 @@ func (a *Agent) detach(ctx context.Context) {
 		st, err := a.pg.Status(sctx)
 		cancel()
 		if err == nil && st.WalReceiverStatus == "" {
-			return
+			return true
 		}
 		// The reload stops the receiver only if the startup process was
 		// streaming at that moment (see RestartWalReceiver): stop it.
@@ -277,9 +286,10 @@ func (a *Agent) detach(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	a.log.Warn("WAL receiver still running 2s after detaching; reporting anyway")
+	a.log.Warn("WAL receiver still running 2s after detaching; not reporting a WAL position until it has stopped")
+	return false
 }

@@ -60,7 +60,7 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	} else if a.state != cluster.StateRejoining && a.state != cluster.StateStarting {
 		m.State = cluster.StateStopped
 	}
-	if a.leader == nil {
+	if a.leader == nil && reportFinal(local, a.detachedRev == a.lostRev, a.statusFresh) {
 		m.LeaderLostRev = a.lostRev
 	}
 	isLeader := a.leader != nil && a.leader.Member == a.me.Name
@@ -88,6 +88,20 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 	if a.leader == nil {
 		a.pubLostRev = m.LeaderLostRev
 	}
+}
+
+// reportFinal says whether a leaderless member's published state is its
+// report for the election: a position that can no longer move (the WAL
+// receiver stopped) and that was read now. A position kept from an earlier
+// reading may be short of what the member confirmed to the old primary
+// since; electing on it could promote a member missing an acknowledged
+// commit. A member whose PostgreSQL is not running reports that it is no
+// candidate.
+func reportFinal(local cluster.Local, detached, fresh bool) bool {
+	if !local.PGRunning {
+		return true
+	}
+	return detached && fresh
 }
 
 // readIncarnation reads the first transaction id of the primary's current

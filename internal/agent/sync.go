@@ -14,16 +14,21 @@ import (
 // syncShrink is a narrowing of the synchronous set waiting for the replicas
 // that remain in it to catch up: until they have flushed WAL up to lsn, a
 // commit acknowledged by a removed replica alone may be missing from them.
+//
+// lsn is read from a status taken after measureAfter, not when the change
+// is made: until every walsender has applied the reload, a removed replica
+// can still confirm commits, past the position the primary had before.
 type syncShrink struct {
-	names []string
-	n     int
-	lsn   cluster.LSN
+	names        []string
+	n            int
+	lsn          cluster.LSN
+	measureAfter time.Time
 }
 
 // maintainPrimary keeps synchronous_standby_names and the topology's
 // synchronous set in step with the healthy replicas, and keeps slots.
 func (a *Agent) maintainPrimary(ctx context.Context) error {
-	if time.Since(a.lastMaint) < a.cfg.Agent.LoopInterval.D()/2 {
+	if a.syncPending == nil && time.Since(a.lastMaint) < a.cfg.Agent.LoopInterval.D()/2 {
 		return nil
 	}
 	a.lastMaint = time.Now()
@@ -44,11 +49,18 @@ func (a *Agent) maintainPrimary(ctx context.Context) error {
 	want, n := cluster.SyncStandbys(mode, a.topo.SyncCount, healthy, others)
 
 	if !slices.Equal(want, a.syncList) {
-		if err := a.changeSync(ctx, mode, want, n, st); err != nil {
+		if err := a.changeSync(ctx, mode, want, n); err != nil {
 			return err
 		}
 	}
-	if p := a.syncPending; p != nil {
+	if p := a.syncPending; p != nil && p.lsn == 0 && a.statusFresh && !a.statusOK.Before(p.measureAfter) {
+		p.lsn = lsn(st.CurrentLSN)
+		// Look again soon: the remaining standbys are synchronous, they
+		// confirm that position within milliseconds, and until the set is
+		// narrowed an election needs the removed member's report.
+		time.AfterFunc(syncCheckAgain, a.poke)
+	}
+	if p := a.syncPending; p != nil && p.lsn != 0 {
 		caught := 0
 		for _, name := range p.names {
 			if flush[name] >= p.lsn {
@@ -71,7 +83,7 @@ func (a *Agent) maintainPrimary(ctx context.Context) error {
 // changeSync moves PostgreSQL's synchronous standbys to want, keeping the
 // invariant that the topology's synchronous set contains every member that
 // may have confirmed a commit.
-func (a *Agent) changeSync(ctx context.Context, mode string, want []string, n int, st postgres.Status) error {
+func (a *Agent) changeSync(ctx context.Context, mode string, want []string, n int) error {
 	cur := a.topo.SyncSet
 	// Widen first: a member must be in the recorded set before it can
 	// confirm commits.
@@ -99,10 +111,21 @@ func (a *Agent) changeSync(ctx context.Context, mode string, want []string, n in
 	a.syncPending = nil
 	if len(want) > 0 && !slices.Equal(sorted(want), union) {
 		// Narrow later, once the remaining replicas hold everything.
-		a.syncPending = &syncShrink{names: want, n: n, lsn: lsn(st.CurrentLSN)}
+		a.syncPending = &syncShrink{names: want, n: n, measureAfter: time.Now().Add(syncReloadSettle)}
+		time.AfterFunc(syncReloadSettle, a.poke)
 	}
 	return nil
 }
+
+// syncReloadSettle is how long after a reload of synchronous_standby_names
+// the primary's WAL position is read as the bound a narrowing waits for:
+// walsenders apply a reload when their latch wakes them, within
+// milliseconds; this margin covers a loaded machine. syncCheckAgain is when
+// the remaining standbys' confirmation is looked at next.
+const (
+	syncReloadSettle = 250 * time.Millisecond
+	syncCheckAgain   = 100 * time.Millisecond
+)
 
 func (a *Agent) setSyncSet(ctx context.Context, set []string) error {
 	set = sorted(set)

@@ -167,31 +167,60 @@ type Outcome struct {
 // batch is applied again with each write under a savepoint: the failing
 // ones are rolled back alone and reported, the others commit. A transient
 // error (Transient) aborts the whole batch and is returned: nothing is
-// committed, the batch is retried as a whole.
-func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, error) {
-	out, err := applyBatchFast(ctx, conn, ws)
+// committed, the batch is retried as a whole. The stamp names the server
+// incarnation that ran the transaction.
+func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
+	out, stamp, err := applyBatchFast(ctx, conn, ws)
 	if !errors.Is(err, errSlowPath) {
-		return out, err
+		return out, stamp, err
 	}
 	return applyBatchSavepoints(ctx, conn, ws)
 }
+
+// serverStamp names a server incarnation: its postmaster's start and its
+// timeline. A primary restarted in place, or another member promoted, has
+// another stamp.
+type serverStamp struct {
+	started  string
+	timeline string
+}
+
+func (s serverStamp) String() string { return s.started + " timeline " + s.timeline }
 
 // errSlowPath says a write failed permanently in the fast path.
 var errSlowPath = errors.New("a write failed permanently: apply under savepoints")
 
 // beginBatch starts the transaction of a batch and returns which of its
-// keys are recorded as applied.
-func beginBatch(ctx context.Context, conn *pgx.Conn, ws []Write) (pgx.Tx, map[string]bool, error) {
+// keys are recorded as applied, and the server's stamp.
+func beginBatch(ctx context.Context, conn *pgx.Conn, ws []Write) (pgx.Tx, map[string]bool, serverStamp, error) {
+	var stamp serverStamp
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, stamp, err
+	}
+	if err := tx.QueryRow(ctx, `SELECT pg_postmaster_start_time()::text, substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`).Scan(&stamp.started, &stamp.timeline); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, nil, stamp, err
 	}
 	done, err := appliedKeys(ctx, tx, ws)
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return nil, nil, err
+		return nil, nil, stamp, err
 	}
-	return tx, done, nil
+	return tx, done, stamp, nil
+}
+
+// durabilityBarrier makes a transaction that found writes applied before,
+// and applies nothing itself, write WAL all the same (a new version of one
+// of their keys' rows), so that its COMMIT waits for the synchronous
+// standbys: that wait is what makes those earlier commits durable too. A
+// transaction that writes no WAL commits without waiting. Without it, a
+// batch found applied on a primary restarted in place after a crash (whose
+// recovery made visible commits no standby had confirmed) would be
+// acknowledged, and lost at the next failover.
+func durabilityBarrier(ctx context.Context, tx pgx.Tx, key string) error {
+	_, err := tx.Exec(ctx, "UPDATE holdfast_buffer_applied SET attempts = attempts WHERE key = $1", key)
+	return err
 }
 
 // appliedKeys returns which of ws's keys are recorded as applied.
@@ -217,10 +246,10 @@ func appliedKeys(ctx context.Context, tx pgx.Tx, ws []Write) (map[string]bool, e
 	return done, rows.Err()
 }
 
-func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, error) {
-	tx, done, err := beginBatch(ctx, conn, ws)
+func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
+	tx, done, stamp, err := beginBatch(ctx, conn, ws)
 	if err != nil {
-		return nil, err
+		return nil, stamp, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	out := make([]Outcome, len(ws))
@@ -240,7 +269,7 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 		}
 		h, ok := handlerFor(w.Kind)
 		if !ok {
-			return nil, errSlowPath
+			return nil, stamp, errSlowPath
 		}
 		done[w.Key] = true // the same key twice in a batch applies once
 		out[i].Applied = true
@@ -255,39 +284,59 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 		}
 		if err := h.Apply(ctx, tx, w); err != nil {
 			if Transient(err) {
-				return nil, err
+				return nil, stamp, err
 			}
-			return nil, errSlowPath
+			return nil, stamp, errSlowPath
 		}
 	}
 	for _, k := range kindOrder {
 		h, _ := handlerFor(k)
 		if err := h.(BatchApplier).ApplyBatch(ctx, tx, groups[k]); err != nil {
 			if Transient(err) {
-				return nil, err
+				return nil, stamp, err
 			}
-			return nil, errSlowPath
+			return nil, stamp, errSlowPath
 		}
 	}
 	if len(keys) > 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO holdfast_buffer_applied (key, kind, accepted_at, attempts)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[])`, keys, kinds, accepted, attempts); err != nil {
 			if Transient(err) {
-				return nil, err
+				return nil, stamp, err
 			}
-			return nil, errSlowPath
+			return nil, stamp, errSlowPath
 		}
+	} else if err := durabilityBarrier(ctx, tx, ws[0].Key); err != nil {
+		return nil, stamp, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+		return nil, stamp, err
 	}
-	return out, nil
+	return out, stamp, nil
 }
 
-func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, error) {
-	tx, done, err := beginBatch(ctx, conn, ws)
+// barrierIfOnlyDuplicates runs the durability barrier when the batch
+// found writes applied before and applied none itself.
+func barrierIfOnlyDuplicates(ctx context.Context, tx pgx.Tx, out []Outcome) error {
+	dup := ""
+	for _, o := range out {
+		if o.Applied {
+			return nil
+		}
+		if o.Duplicate && dup == "" {
+			dup = o.Key
+		}
+	}
+	if dup == "" {
+		return nil
+	}
+	return durabilityBarrier(ctx, tx, dup)
+}
+
+func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
+	tx, done, stamp, err := beginBatch(ctx, conn, ws)
 	if err != nil {
-		return nil, err
+		return nil, stamp, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	out := make([]Outcome, len(ws))
@@ -303,7 +352,7 @@ func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Ou
 			continue
 		}
 		if _, err := tx.Exec(ctx, "SAVEPOINT holdfast_write"); err != nil {
-			return nil, err
+			return nil, stamp, err
 		}
 		err := h.Apply(ctx, tx, w)
 		if err == nil {
@@ -311,22 +360,25 @@ func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Ou
 		}
 		if err != nil {
 			if Transient(err) {
-				return nil, err
+				return nil, stamp, err
 			}
 			if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT holdfast_write"); rerr != nil {
-				return nil, rerr
+				return nil, stamp, rerr
 			}
 			out[i].Err = err
 			continue
 		}
 		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT holdfast_write"); err != nil {
-			return nil, err
+			return nil, stamp, err
 		}
 		done[w.Key] = true // the same key twice in a batch applies once
 		out[i].Applied = true
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+	if err := barrierIfOnlyDuplicates(ctx, tx, out); err != nil {
+		return nil, stamp, err
 	}
-	return out, nil
+	if err := tx.Commit(ctx); err != nil {
+		return nil, stamp, err
+	}
+	return out, stamp, nil
 }

@@ -84,7 +84,7 @@ func TestApplyBatch(t *testing.T) {
 		{Kind: "no-such-kind", Key: "k5", Payload: []byte(`{}`), AcceptedAt: now},
 		w("k1", `{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}`), // the same key again
 	}
-	out, err := applyBatch(ctx, conn, batch)
+	out, _, err := applyBatch(ctx, conn, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestApplyBatch(t *testing.T) {
 
 	// Redelivered (a committer crashed before acknowledging it): no
 	// second effect.
-	out, err = applyBatch(ctx, conn, batch)
+	out, _, err = applyBatch(ctx, conn, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestApplyBatch(t *testing.T) {
 	}
 
 	// A transient failure aborts the whole batch: nothing of it commits.
-	_, err = applyBatch(ctx, conn, []Write{
+	_, _, err = applyBatch(ctx, conn, []Write{
 		w("k6", `{"guid":"9b2d1c9e-1111-4a3b-8c7d-000000000006"}`),
 		{Kind: "test-transient", Key: "k7", Payload: []byte(`{}`), AcceptedAt: now},
 	})
@@ -166,4 +166,81 @@ func restartPostgres(t *testing.T, ctx context.Context, pg *testutil.Postgres) *
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// TestDuplicatesWaitForSynchronousStandbys: a batch whose writes are all
+// found applied before still commits a transaction that waits for the
+// synchronous standbys, so that it is acknowledged only once those
+// earlier commits are durable. (A primary restarted in place after a crash
+// shows commits no standby confirmed: acknowledging a batch on the strength
+// of them lost it at the next failover.) The database here has a
+// synchronous standby that never comes: the batch must wait for it.
+func TestDuplicatesWaitForSynchronousStandbys(t *testing.T) {
+	pg, conn, ctx := startDatabase(t, testIngestDDL)
+	batch := []Write{
+		{Kind: "test-ingest", Key: "s1", Payload: []byte(`{"guid":"0d7a8a52-5a1f-4c55-9a26-3c1b0f6a0001"}`), AcceptedAt: time.Now()},
+		{Kind: "test-ingest", Key: "s2", Payload: []byte(`{"guid":"0d7a8a52-5a1f-4c55-9a26-3c1b0f6a0002"}`), AcceptedAt: time.Now()},
+	}
+	out, stamp, err := applyBatch(ctx, conn, batch)
+	if err != nil || !out[0].Applied || !out[1].Applied {
+		t.Fatalf("first apply: %+v, %v", out, err)
+	}
+	// The same server answers the commit position: same stamp.
+	if _, at, err := commitPosition(ctx, conn); err != nil || at != stamp {
+		t.Fatalf("commit position stamp %v (%v), transaction's %v", at, err, stamp)
+	}
+
+	setSyncNames := func(v string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, "ALTER SYSTEM SET synchronous_standby_names = '"+v+"'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 10*time.Second, "the reload", func() error {
+			c, err := pgx.Connect(ctx, pg.DSN)
+			if err != nil {
+				return err
+			}
+			defer c.Close(context.Background())
+			var got string
+			if err := c.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&got); err != nil || got != v {
+				return fmt.Errorf("synchronous_standby_names %q (%v), want %q", got, err, v)
+			}
+			return nil
+		})
+	}
+	setSyncNames("never_connects")
+
+	c2, err := pgx.Connect(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(context.Background())
+	type result struct {
+		out []Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, _, err := applyBatch(ctx, c2, batch)
+		done <- result{out, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("a batch of duplicates committed without waiting for the synchronous standby: %+v, %v", r.out, r.err)
+	case <-time.After(3 * time.Second):
+	}
+	// Once nothing is required of standbys any more, it completes: both
+	// writes found applied, nothing applied twice.
+	setSyncNames("")
+	r := <-done
+	if r.err != nil || !r.out[0].Duplicate || !r.out[1].Duplicate {
+		t.Fatalf("after the standby requirement went: %+v, %v", r.out, r.err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM test_ingest").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d rows (%v), want 2", n, err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,13 +77,22 @@ type Committer struct {
 	// re-enqueued after a permanent failure and those dead-lettered.
 	settled func(b settledBatch)
 
-	// Applied, Duplicates, Retried and Dead count writes; Redelivered
-	// counts batches applied again because the primary changed before the
-	// standby regions had them.
-	Applied, Duplicates, Retried, Dead, Redelivered atomic.Uint64
+	// Committed counts the writes of acknowledged batches, once each:
+	// Applied those applied by the acknowledged attempt, Duplicates those
+	// found applied before (an earlier attempt whose acknowledgement did
+	// not happen, or a batch sent back after a primary change). Retried
+	// counts writes of groups retried after a transient failure, Dead
+	// writes dead-lettered; Redelivered counts batches sent back because
+	// the primary changed before the standby regions had them.
+	Committed, Applied, Duplicates, Retried, Dead, Redelivered atomic.Uint64
+
+	// acked remembers the batches acknowledged lately, so that a batch
+	// delivered twice is counted once (ack and regionAckLoop run on one
+	// goroutine at a time: the committer's, or regionAckLoop's).
+	acked ackedSeqs
 
 	// pendingAcks feeds regionAckLoop; awaitingRegions is its queue length.
-	pendingAcks     chan committed
+	pendingAcks     chan []committed
 	awaitingRegions atomic.Int64
 }
 
@@ -104,7 +114,7 @@ func NewCommitter(ctx context.Context, nc *nats.Conn, cfg CommitterConfig, log *
 	if err != nil {
 		return nil, fmt.Errorf("committer consumer on %s: %w", cfg.Log.Stream, err)
 	}
-	return &Committer{cfg: cfg, js: js, cons: cons, log: log.With("component", "committer"), pendingAcks: make(chan committed, 64)}, nil
+	return &Committer{cfg: cfg, js: js, cons: cons, log: log.With("component", "committer"), pendingAcks: make(chan []committed, 64)}, nil
 }
 
 // Run applies batches until ctx ends.
@@ -126,7 +136,7 @@ func (c *Committer) Run(ctx context.Context) error {
 		defer func() { stop(); <-done }()
 	}
 	for ctx.Err() == nil {
-		batch, err := c.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		msgs, err := c.fetchGroup()
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -135,11 +145,39 @@ func (c *Committer) Run(ctx context.Context) error {
 			sleepCtx(ctx, c.cfg.RetryBase)
 			continue
 		}
-		for msg := range batch.Messages() {
-			c.handle(ctx, msg)
+		if len(msgs) > 0 {
+			c.handleGroup(ctx, msgs)
 		}
 	}
 	return nil
+}
+
+// maxGroupBatches bounds the batches applied in one transaction. A backlog
+// (after an outage, or batches sent back after a primary change) drains
+// in groups: one round trip for the keys already applied and one commit
+// per group instead of per batch.
+const maxGroupBatches = 128
+
+// fetchGroup waits up to a second for one batch, then takes what else is
+// already waiting, without waiting for more.
+func (c *Committer) fetchGroup() ([]jetstream.Msg, error) {
+	first, err := c.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range first.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	if more, err := c.cons.FetchNoWait(maxGroupBatches - 1); err == nil {
+		for m := range more.Messages() {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -151,102 +189,229 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// handle applies one batch and acknowledges it once every write in it is
-// applied, a duplicate, or durably handed on (retried later or
-// dead-lettered).
-func (c *Committer) handle(ctx context.Context, msg jetstream.Msg) {
-	ws, err := decodeBatch(msg.Data())
-	if err != nil {
-		c.log.Error("undecodable batch: dropped", "err", err)
-		_ = msg.Term()
-		return
-	}
-	// Writes that failed permanently wait before their next attempt, as
-	// the dead-letter limit is meant to span time, not a burst of retries.
-	if md, err := msg.Metadata(); err == nil {
-		if wait := time.Until(md.Timestamp.Add(permanentRetryDelay(ws, c.cfg.RetryBase, c.cfg.RetryMax))); wait > 0 {
-			_ = msg.NakWithDelay(wait)
-			return
+// groupItem is one batch of a group: its message and writes.
+type groupItem struct {
+	msg jetstream.Msg
+	ws  []Write
+}
+
+// handleGroup applies fetched batches: fresh ones together in one
+// transaction, a batch carrying writes that failed before on its own (so
+// that its retry delay and its failures stay its own).
+func (c *Committer) handleGroup(ctx context.Context, msgs []jetstream.Msg) {
+	var fresh []groupItem
+	for _, msg := range msgs {
+		ws, err := decodeBatch(msg.Data())
+		if err != nil {
+			c.log.Error("undecodable batch: dropped", "err", err)
+			_ = msg.Term()
+			continue
 		}
+		// Writes that failed permanently wait before their next attempt, as
+		// the dead-letter limit is meant to span time, not a burst of retries.
+		if md, err := msg.Metadata(); err == nil {
+			if wait := time.Until(md.Timestamp.Add(permanentRetryDelay(ws, c.cfg.RetryBase, c.cfg.RetryMax))); wait > 0 {
+				_ = msg.NakWithDelay(wait)
+				continue
+			}
+		}
+		it := groupItem{msg: msg, ws: ws}
+		if retried(ws) {
+			if !c.applyGroup(ctx, []groupItem{it}) {
+				return
+			}
+			continue
+		}
+		fresh = append(fresh, it)
+	}
+	if len(fresh) > 0 {
+		c.applyGroup(ctx, fresh)
+	}
+}
+
+func retried(ws []Write) bool {
+	for _, w := range ws {
+		if w.Attempts > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// errServerChanged says the COMMIT was answered by another server
+// incarnation than the one that ran the transaction: the proxy resolved a
+// COMMIT lost with its server. Whether that commit is durable on the new
+// primary's quorum is not known, so the group is applied again there (what
+// is already applied is found and kept, and the new transaction's own
+// commit waits for the synchronous standbys).
+var errServerChanged = errors.New("the server changed between the transaction and its commit position")
+
+// applyGroup applies the writes of items in one transaction, retrying
+// transient failures, and hands each batch on to be acknowledged. False
+// means ctx ended (nothing acknowledged: JetStream redelivers).
+func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
+	var ws []Write
+	for _, it := range items {
+		ws = append(ws, it.ws...)
 	}
 	var out []Outcome
 	var pos Position
+	var err error
 	for attempt := 1; ; attempt++ {
-		if out, err = c.apply(ctx, ws); err == nil && c.cfg.Replication != nil {
-			// Where the commit ended, for the standby regions to reach.
-			pos, err = commitPosition(ctx, c.conn)
+		var stamp serverStamp
+		if out, stamp, err = c.apply(ctx, ws); err == nil {
+			// Where the commit ended, for the standby regions to reach, on
+			// the server that committed it.
+			var at serverStamp
+			if pos, at, err = commitPosition(ctx, c.conn); err == nil && at != stamp {
+				err = fmt.Errorf("%w: %s, then %s", errServerChanged, stamp, at)
+			}
 		}
 		if err == nil {
 			break
 		}
-		// Transient (or the connection is gone): retry the whole batch,
+		// Transient (or the connection is gone): retry the whole group,
 		// without counting it against any write.
 		c.Retried.Add(uint64(len(ws)))
-		c.log.Info("applying writes failed; retrying", "writes", len(ws), "attempt", attempt, "err", err)
-		_ = msg.InProgress()
+		c.log.Info("applying writes failed; retrying", "writes", len(ws), "batches", len(items), "attempt", attempt, "err", err)
+		for _, it := range items {
+			_ = it.msg.InProgress()
+		}
 		sleepCtx(ctx, Backoff(attempt, c.cfg.RetryBase, c.cfg.RetryMax))
 		if ctx.Err() != nil {
-			return // not acknowledged: redelivered to the next committer
+			return false // not acknowledged: redelivered to the next committer
 		}
 	}
 	if c.afterCommit != nil && c.afterCommit() {
-		return
+		return false
 	}
 	commitTime := time.Now()
-	var applied, again, dead []Write
-	duplicates := 0
-	for i, o := range out {
-		switch {
-		case o.Applied:
-			c.Applied.Add(1)
-			applied = append(applied, ws[i])
-		case o.Duplicate:
-			c.Duplicates.Add(1)
-			duplicates++
-			applied = append(applied, ws[i])
-		case o.Err != nil:
-			w := ws[i]
-			w.Attempts++
-			w.LastError = o.Err.Error()
-			if w.Attempts >= c.cfg.MaxAttempts {
-				dead = append(dead, w)
-			} else {
-				again = append(again, w)
+	var acks []committed
+	off := 0
+	for _, it := range items {
+		b := settledBatch{commitTime: commitTime}
+		for i, o := range out[off : off+len(it.ws)] {
+			w := it.ws[i]
+			switch {
+			case o.Applied:
+				b.applied = append(b.applied, w)
+			case o.Duplicate:
+				b.duplicates++
+				b.applied = append(b.applied, w)
+			case o.Err != nil:
+				w.Attempts++
+				w.LastError = o.Err.Error()
+				if w.Attempts >= c.cfg.MaxAttempts {
+					b.dead = append(b.dead, w)
+				} else {
+					b.again = append(b.again, w)
+				}
 			}
 		}
-	}
-	// Hand failed writes on durably before acknowledging their batch.
-	seq := msgSeq(msg)
-	if len(again) > 0 {
-		id := fmt.Sprintf("retry-%d", seq)
-		if _, err := c.js.Publish(ctx, c.cfg.Log.Subject, appendBatch(nil, again), jetstream.WithMsgID(id)); err != nil {
-			c.log.Warn("re-enqueueing failed writes; the batch will be redelivered", "err", err)
-			return
+		off += len(it.ws)
+		if !c.handOn(ctx, it.msg, b) {
+			continue // not acknowledged: the batch is redelivered
 		}
-	}
-	for _, w := range dead {
-		id := fmt.Sprintf("dead-%d-%s", seq, keyHash(w.Key))
-		if _, err := c.js.Publish(ctx, deadSubject(c.cfg.DeadSubject, w.Key), appendBatch(nil, []Write{w}), jetstream.WithMsgID(id)); err != nil {
-			c.log.Warn("dead-lettering a write; the batch will be redelivered", "err", err)
-			return
-		}
-	}
-	c.Dead.Add(uint64(len(dead)))
-	for _, w := range dead {
-		c.log.Warn("write dead-lettered", "key", w.Key, "kind", w.Kind, "attempts", w.Attempts, "err", w.LastError)
+		acks = append(acks, committed{msg: it.msg, pos: pos, batch: b})
 	}
 	if c.cfg.Replication != nil {
 		select {
-		case c.pendingAcks <- committed{msg: msg, pos: pos}:
+		case c.pendingAcks <- acks:
 		case <-ctx.Done():
-			return
+			return false
 		}
-	} else if err := msg.DoubleAck(ctx); err != nil {
+		return true
+	}
+	for _, a := range acks {
+		c.ack(ctx, a)
+	}
+	return true
+}
+
+// handOn stores a batch's failed writes durably (re-enqueued for a later
+// attempt, or dead-lettered) before the batch may be acknowledged.
+func (c *Committer) handOn(ctx context.Context, msg jetstream.Msg, b settledBatch) bool {
+	seq := msgSeq(msg)
+	if len(b.again) > 0 {
+		id := fmt.Sprintf("retry-%d", seq)
+		if _, err := c.js.Publish(ctx, c.cfg.Log.Subject, appendBatch(nil, b.again), jetstream.WithMsgID(id)); err != nil {
+			c.log.Warn("re-enqueueing failed writes; the batch will be redelivered", "err", err)
+			return false
+		}
+	}
+	for _, w := range b.dead {
+		id := fmt.Sprintf("dead-%d-%s", seq, keyHash(w.Key))
+		if _, err := c.js.Publish(ctx, deadSubject(c.cfg.DeadSubject, w.Key), appendBatch(nil, []Write{w}), jetstream.WithMsgID(id)); err != nil {
+			c.log.Warn("dead-lettering a write; the batch will be redelivered", "err", err)
+			return false
+		}
+	}
+	return true
+}
+
+// ack acknowledges a batch whose commit is where it must be, and only then
+// counts its writes and settles them: a batch sent back (its primary
+// changed first) or whose acknowledgement failed is counted when it is
+// finally acknowledged, so that each write counts once.
+func (c *Committer) ack(ctx context.Context, a committed) {
+	if err := a.msg.DoubleAck(ctx); err != nil {
 		c.log.Warn("acknowledging a batch; it will be redelivered (no second effect)", "err", err)
+		return
+	}
+	if c.acked.seen(msgSeq(a.msg), time.Now()) {
+		// Another delivery of this batch was acknowledged before (it was
+		// redelivered while this one was in progress): already counted.
+		return
+	}
+	b := a.batch
+	c.Committed.Add(uint64(len(b.applied)))
+	c.Applied.Add(uint64(len(b.applied) - b.duplicates))
+	c.Duplicates.Add(uint64(b.duplicates))
+	c.Dead.Add(uint64(len(b.dead)))
+	for _, w := range b.dead {
+		c.log.Warn("write dead-lettered", "key", w.Key, "kind", w.Kind, "attempts", w.Attempts, "err", w.LastError)
 	}
 	if c.settled != nil {
-		c.settled(settledBatch{applied: applied, again: again, dead: dead, duplicates: duplicates, commitTime: commitTime})
+		c.settled(b)
 	}
+}
+
+// ackedSeqs is the set of stream sequences acknowledged within the last
+// ackedMemory, pruned as it goes.
+type ackedSeqs struct {
+	mu    sync.Mutex
+	at    map[uint64]time.Time
+	order []uint64 // acknowledgement order, for pruning
+}
+
+// ackedMemory is how long an acknowledged batch is remembered. A second
+// delivery exists only when a renewal of the first was missed (AckWait is
+// renewed every AckWait/3 while a batch waits), and both then go through
+// the committer in stream order, the second acknowledged soon after the
+// first. Two minutes bounds the memory (at 1,000 batches/s, about 5 MB).
+const ackedMemory = 2 * time.Minute
+
+// seen records seq as acknowledged at now and reports whether it was
+// already.
+func (a *ackedSeqs) seen(seq uint64, now time.Time) bool {
+	if seq == 0 {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.at == nil {
+		a.at = map[uint64]time.Time{}
+	}
+	for len(a.order) > 0 && now.Sub(a.at[a.order[0]]) > ackedMemory {
+		delete(a.at, a.order[0])
+		a.order = a.order[1:]
+	}
+	if _, ok := a.at[seq]; ok {
+		return true
+	}
+	a.at[seq] = now
+	a.order = append(a.order, seq)
+	return false
 }
 
 // permanentRetryDelay is how long after its re-enqueueing a batch of
@@ -300,11 +465,11 @@ func (c *Committer) connect(ctx context.Context) error {
 
 // apply runs applyBatch on the committer's connection, (re)connecting as
 // needed.
-func (c *Committer) apply(ctx context.Context, ws []Write) ([]Outcome, error) {
+func (c *Committer) apply(ctx context.Context, ws []Write) ([]Outcome, serverStamp, error) {
 	if err := c.connect(ctx); err != nil {
-		return nil, err
+		return nil, serverStamp{}, err
 	}
-	out, err := applyBatch(ctx, c.conn, ws)
+	out, stamp, err := applyBatch(ctx, c.conn, ws)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		// A failed transaction may leave the connection unusable.
 		if c.conn.IsClosed() || !Transient(err) {
@@ -312,7 +477,7 @@ func (c *Committer) apply(ctx context.Context, ws []Write) ([]Outcome, error) {
 			c.conn = nil
 		}
 	}
-	return out, err
+	return out, stamp, err
 }
 
 // keyHash names a key in a subject (keys may hold any character).

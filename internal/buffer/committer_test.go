@@ -125,9 +125,15 @@ func TestCommitterAppliesOncePoisonDeadLetters(t *testing.T) {
 	if _, found, err := FindDead(ctx, f.log.js, f.cfg, "a-1"); err != nil || found {
 		t.Fatalf("FindDead(a-1) = %v, %v: it was applied", found, err)
 	}
-	if c.Applied.Load() != 500 {
-		t.Fatalf("applied %d, want 500", c.Applied.Load())
-	}
+	// Each write counts once, when its batch is acknowledged (a batch
+	// redelivered past the short AckWait here is found applied, and counts
+	// as a duplicate or not at all, never twice).
+	testutil.Eventually(t, 30*time.Second, "500 writes committed", func() error {
+		if got := c.Committed.Load(); got != 500 {
+			return fmt.Errorf("committed %d", got)
+		}
+		return nil
+	})
 }
 
 // TestCommitterCrashBeforeAck: a committer that stops between the database
@@ -182,4 +188,68 @@ func TestCommitterWaitsOutPostgresDown(t *testing.T) {
 	if d := c.Dead.Load(); d != 0 {
 		t.Fatalf("%d writes dead-lettered for a transient outage", d)
 	}
+}
+
+// TestCommitterCountsOnceAcrossRedelivery: batches committed on a primary
+// that is replaced before the standby regions have them are sent back and
+// applied again; here the new primary lacks them (the test deletes them, as
+// a failover to a member without them would), so the second attempt
+// applies them anew. Each write must count once, when its batch is finally
+// acknowledged: committed = accepted = rows.
+func TestCommitterCountsOnceAcrossRedelivery(t *testing.T) {
+	f := startCommitterFixture(t)
+	const writes = 100
+	var failedOver atomic.Bool
+	var stable int
+	var rc *pgx.Conn // the replication callback's own connection (one caller)
+	t.Cleanup(func() {
+		if rc != nil {
+			rc.Close(context.Background())
+		}
+	})
+	f.cfg.Replication = func(ctx context.Context) (Replication, error) {
+		if failedOver.Load() {
+			return Replication{PrimaryTimeline: 1}, nil
+		}
+		if rc == nil {
+			var err error
+			if rc, err = pgx.Connect(ctx, f.pg.DSN); err != nil {
+				return Replication{}, err
+			}
+		}
+		// Hold every batch (no primary known) until all are committed and
+		// queued, then "fail over" to a primary on a later timeline that
+		// has none of them.
+		var n int
+		if err := rc.QueryRow(ctx, "SELECT count(*) FROM test_ingest").Scan(&n); err != nil {
+			return Replication{}, err
+		}
+		if n < writes {
+			stable = 0
+			return Replication{}, nil
+		}
+		if stable++; stable < 3 {
+			return Replication{}, nil
+		}
+		if _, err := rc.Exec(ctx, "DELETE FROM test_ingest; DELETE FROM holdfast_buffer_applied"); err != nil {
+			return Replication{}, err
+		}
+		failedOver.Store(true)
+		return Replication{PrimaryTimeline: 2}, nil
+	}
+	c, _ := f.runCommitter(t, nil)
+	f.appendIngest(t, "r", writes)
+	testutil.Eventually(t, 60*time.Second, "every batch acknowledged", func() error {
+		if got := c.Committed.Load(); got != writes {
+			return fmt.Errorf("committed %d (failed over: %v)", got, failedOver.Load())
+		}
+		return nil
+	})
+	if c.Redelivered.Load() == 0 {
+		t.Fatal("no batch was sent back after the primary changed")
+	}
+	if c.Applied.Load() != writes || c.Duplicates.Load() != 0 {
+		t.Fatalf("applied %d, duplicates %d: want %d and 0 (each write counted once, by the attempt that was acknowledged)", c.Applied.Load(), c.Duplicates.Load(), writes)
+	}
+	f.waitRows(t, writes)
 }

@@ -61,31 +61,37 @@ func judge(pos Position, r Replication) regionVerdict {
 	return verdictAck
 }
 
-// committed is a batch applied and waiting for the standby regions.
+// committed is a batch applied and waiting to be acknowledged (for the
+// standby regions, with Replication).
 type committed struct {
-	msg jetstream.Msg
-	pos Position
+	msg   jetstream.Msg
+	pos   Position
+	batch settledBatch
 }
 
 // commitPosition is where the committer's connection's last commit ended:
-// the server's WAL position and timeline right after it.
-func commitPosition(ctx context.Context, conn *pgx.Conn) (Position, error) {
+// the server's WAL position and timeline right after it, and the stamp of
+// the server that answered (compared with the transaction's: through the
+// proxy, the statement after a COMMIT may reach a new primary).
+func commitPosition(ctx context.Context, conn *pgx.Conn) (Position, serverStamp, error) {
 	var lsn, walfile string
-	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())`).Scan(&lsn, &walfile); err != nil {
-		return Position{}, err
+	var stamp serverStamp
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn()), pg_postmaster_start_time()::text`).Scan(&lsn, &walfile, &stamp.started); err != nil {
+		return Position{}, stamp, err
 	}
 	l, err := cluster.ParseLSN(lsn)
 	if err != nil {
-		return Position{}, err
+		return Position{}, stamp, err
 	}
 	if len(walfile) < 8 {
-		return Position{}, fmt.Errorf("wal file name %q", walfile)
+		return Position{}, stamp, fmt.Errorf("wal file name %q", walfile)
 	}
+	stamp.timeline = walfile[:8]
 	tl, err := strconv.ParseUint(walfile[:8], 16, 32)
 	if err != nil {
-		return Position{}, fmt.Errorf("wal file name %q: %w", walfile, err)
+		return Position{}, stamp, fmt.Errorf("wal file name %q: %w", walfile, err)
 	}
-	return Position{Timeline: int(tl), LSN: l}, nil
+	return Position{Timeline: int(tl), LSN: l}, stamp, nil
 }
 
 // regionAckLoop acknowledges committed batches once every standby region
@@ -101,12 +107,23 @@ func (c *Committer) regionAckLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return // unacknowledged batches are redelivered to the next committer
-		case e := <-c.pendingAcks:
-			queue = append(queue, e)
+		case es := <-c.pendingAcks:
+			queue = append(queue, es...)
 			continue
 		case <-t.C:
 		}
+		// JetStream redelivers what is not acknowledged within AckWait:
+		// batches still waiting for a standby region say they are alive,
+		// whatever else fails (a second delivery of a batch that is then
+		// acknowledged twice would be counted twice).
+		if len(queue) > 0 && time.Since(lastProgress) > c.cfg.AckWait/3 {
+			for _, e := range queue {
+				_ = e.msg.InProgress()
+			}
+			lastProgress = time.Now()
+		}
 		if len(queue) == 0 {
+			c.awaitingRegions.Store(0)
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -123,9 +140,7 @@ func (c *Committer) regionAckLoop(ctx context.Context) {
 			case verdictWait:
 				break judging
 			case verdictAck:
-				if err := e.msg.DoubleAck(ctx); err != nil {
-					c.log.Warn("acknowledging a batch; it will be redelivered (no second effect)", "err", err)
-				}
+				c.ack(ctx, e)
 			case verdictRedeliver:
 				c.Redelivered.Add(1)
 				_ = e.msg.Nak()
@@ -134,13 +149,5 @@ func (c *Committer) regionAckLoop(ctx context.Context) {
 		}
 		queue = queue[n:]
 		c.awaitingRegions.Store(int64(len(queue)))
-		// JetStream redelivers what is not acknowledged within AckWait:
-		// batches still waiting for a standby region say they are alive.
-		if len(queue) > 0 && time.Since(lastProgress) > c.cfg.AckWait/3 {
-			for _, e := range queue {
-				_ = e.msg.InProgress()
-			}
-			lastProgress = time.Now()
-		}
 	}
 }

@@ -107,7 +107,7 @@ func StartService(ctx context.Context, cfg ServiceConfig, log *slog.Logger) (_ *
 	s.cancel = cancel
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = s.committer.Run(rctx) }()
-	go func() { defer s.wg.Done(); s.rate.run(rctx, &s.committer.Applied) }()
+	go func() { defer s.wg.Done(); s.rate.run(rctx, &s.committer.Committed) }()
 	return s, nil
 }
 
@@ -234,15 +234,24 @@ type Status struct {
 	Stream        string `json:"stream"`
 	StreamBatches uint64 `json:"stream_batches"`
 	StreamBytes   uint64 `json:"stream_bytes"`
-	NATS          string `json:"nats"`
-	MaxAttempts   int    `json:"max_attempts"`
+	// AwaitingRegions counts batches committed and waiting until every
+	// standby region has received them; Redelivered counts batches applied
+	// again because the primary changed first (since the process started).
+	AwaitingRegions int64  `json:"awaiting_regions"`
+	Redelivered     uint64 `json:"redelivered"`
+	// Drained: nothing pending, nothing in the stream (every batch applied
+	// and acknowledged), nothing waiting for a standby region.
+	Drained     bool   `json:"drained"`
+	NATS        string `json:"nats"`
+	MaxAttempts int    `json:"max_attempts"`
 }
 
 // Status reports depths and rates.
 func (s *Service) Status(ctx context.Context) (Status, error) {
 	n, oldest := s.index.depth()
 	st := Status{Pending: n, CommittedPerSecond: s.rate.perSecond(), Accepted: s.wlog.Writes.Load(),
-		Committed: s.committer.Applied.Load(), Duplicates: s.committer.Duplicates.Load(),
+		Committed: s.committer.Committed.Load(), Duplicates: s.committer.Duplicates.Load(),
+		AwaitingRegions: s.committer.awaitingRegions.Load(), Redelivered: s.committer.Redelivered.Load(),
 		TransientRetries: s.committer.Retried.Load(), DeadLettered: s.committer.Dead.Load(),
 		Stream: s.cfg.Committer.Log.Stream, NATS: s.NATSURL(), MaxAttempts: s.cfg.Committer.MaxAttempts}
 	if !oldest.IsZero() {
@@ -254,6 +263,7 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 	}
 	info := str.CachedInfo() // fetched by Stream
 	st.StreamBatches, st.StreamBytes = info.State.Msgs, info.State.Bytes
+	st.Drained = st.Pending == 0 && st.StreamBatches == 0 && st.AwaitingRegions == 0
 	st.Dead, err = deadCount(ctx, s.js, s.cfg.Committer)
 	return st, err
 }

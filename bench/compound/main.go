@@ -1,0 +1,449 @@
+// Command compound drives `holdfast up`'s default two regions through
+// faults back to back, as real outages come (a primary frozen twice in a
+// minute, a node that flaps, failovers in a row), under write load on the
+// buffer and proxy paths, and reconciles every acknowledged write:
+//
+//   - faults cycle through kill -9 of the primary's postmaster, kill -9 of
+//     its agent and postmaster, and SIGSTOP of its agent and of the
+//     postmaster process alone (its backends and walsenders keep running)
+//     for -pause, then SIGCONT; one every -every, -faults of them a run;
+//   - then the buffer must drain (its stream empty), and every write
+//     answered 202 (buffer) or COMMIT (proxy) must be in the table exactly
+//     once, with accepted = committed = rows;
+//   - the drain rate after the faults is compared with the steady drain
+//     rate measured in the same run (a backlog built while the committer
+//     is held back on purpose, with no fault).
+//
+// Usage (from the repository root): bench/compound.sh [-runs 20] [-faults 10] [-every 4s]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/bench/internal/up"
+	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/buffer"
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/drill"
+)
+
+func main() {
+	runs := flag.Int("runs", 1, "runs of -faults faults each (one cluster for all runs)")
+	faults := flag.Int("faults", 10, "faults per run")
+	every := flag.Duration("every", 4*time.Second, "time between faults")
+	pause := flag.Duration("pause", 8*time.Second, "how long the pause fault keeps the agent and postmaster stopped")
+	kinds := flag.String("kinds", "kill-postmaster,kill-node,pause", "fault kinds, cycled: kill-postmaster, kill-node, pause")
+	bufferRate := flag.Float64("buffer-rate", 2000, "buffer path writes per second")
+	proxyRate := flag.Float64("proxy-rate", 300, "proxy path writes per second (0: off)")
+	drainTimeout := flag.Duration("drain-timeout", 5*time.Minute, "how long the buffer may take to drain after the last fault")
+	keep := flag.Bool("keep", false, "keep the data directory (agent logs under logs/) even when nothing was lost")
+	flag.Parse()
+	log.SetFlags(log.Ltime | log.Lmicroseconds)
+	ctx := context.Background()
+
+	kindList := strings.Split(*kinds, ",")
+	for _, k := range kindList {
+		if k != "kill-postmaster" && k != "kill-node" && k != "pause" {
+			log.Fatalf("-kinds: unknown fault %q (kill-postmaster, kill-node, pause)", k)
+		}
+	}
+	c := up.Start(ctx, up.Build(), up.Options{Name: "compound"})
+	c.Keep = *keep
+	defer func() { c.Stop() }()
+	log.Printf("cluster up in %s", c.Dir)
+
+	steady := steadyDrain(ctx, c, *bufferRate)
+	log.Printf("steady drain (backlog built behind a table lock, no fault): peak %.0f writes/s", steady)
+	var total result
+	for run := 1; run <= *runs; run++ {
+		r := oneRun(ctx, c, run, runConfig{faults: *faults, every: *every, pause: *pause, kinds: kindList,
+			bufferRate: *bufferRate, proxyRate: *proxyRate, drainTimeout: *drainTimeout, steadyRate: steady})
+		total.add(r)
+		if r.bad() {
+			c.Keep = true
+		}
+		if err := c.WaitStandbyRegion(ctx, 3*time.Minute); err != nil {
+			c.Keep = true
+			log.Printf("after run %d: %v", run, err)
+			break
+		}
+	}
+	fmt.Printf("\nCompound faults: %d run(s) of %d faults (%s), %s apart, pause %s\n", *runs, *faults, *kinds, *every, *pause)
+	total.print("total")
+	if total.bad() {
+		log.Printf("FAILED: data directory kept at %s (agent logs in logs/)", c.Dir)
+		c.Stop()
+		os.Exit(1)
+	}
+}
+
+type runConfig struct {
+	faults       int
+	every, pause time.Duration
+	kinds        []string
+	bufferRate   float64
+	proxyRate    float64
+	drainTimeout time.Duration
+	steadyRate   float64
+}
+
+// pathResult reconciles one path's writes.
+type pathResult struct {
+	ok, errors, unknown int
+	lost, dup, rows     int
+	unknownStored       int
+}
+
+type result struct {
+	runs                  int
+	buffer, proxy         pathResult
+	accepted, committed   uint64
+	counterMismatch       int
+	drain                 []time.Duration
+	drainRate, steadyRate []float64
+	undrained             int
+}
+
+func (r *result) bad() bool {
+	return r.buffer.lost+r.buffer.dup+r.proxy.lost+r.proxy.dup+r.counterMismatch+r.undrained > 0
+}
+
+func (r *result) add(o result) {
+	r.runs += o.runs
+	for _, p := range []struct{ to, from *pathResult }{{&r.buffer, &o.buffer}, {&r.proxy, &o.proxy}} {
+		p.to.ok += p.from.ok
+		p.to.errors += p.from.errors
+		p.to.unknown += p.from.unknown
+		p.to.lost += p.from.lost
+		p.to.dup += p.from.dup
+		p.to.rows += p.from.rows
+		p.to.unknownStored += p.from.unknownStored
+	}
+	r.accepted += o.accepted
+	r.committed += o.committed
+	r.counterMismatch += o.counterMismatch
+	r.drain = append(r.drain, o.drain...)
+	r.drainRate = append(r.drainRate, o.drainRate...)
+	r.steadyRate = append(r.steadyRate, o.steadyRate...)
+	r.undrained += o.undrained
+}
+
+func (r *result) print(label string) {
+	fmt.Printf("  %s: %d run(s)\n", label, r.runs)
+	fmt.Printf("  %-7s %9s %7s %8s %7s %5s %9s\n", "path", "acked", "errors", "unknown", "rows", "lost", "dup")
+	for _, p := range []struct {
+		name string
+		r    pathResult
+	}{{"buffer", r.buffer}, {"proxy", r.proxy}} {
+		fmt.Printf("  %-7s %9d %7d %8d %7d %5d %9d\n", p.name, p.r.ok, p.r.errors, p.r.unknown, p.r.rows, p.r.lost, p.r.dup)
+	}
+	fmt.Printf("  buffer counters: accepted %d, committed %d; runs where accepted, committed and rows differ: %d\n", r.accepted, r.committed, r.counterMismatch)
+	if len(r.drain) > 0 {
+		var worst time.Duration
+		for _, d := range r.drain {
+			worst = max(worst, d)
+		}
+		fmt.Printf("  caught up (oldest pending < 2 s, ingest going on) after the last fault: worst %s; runs not caught up or not drained: %d\n", worst.Round(time.Millisecond), r.undrained)
+	}
+	for i := range r.drainRate {
+		if i < len(r.steadyRate) && r.steadyRate[i] > 0 {
+			fmt.Printf("  run %d: peak drain after the faults %.0f writes/s, steady drain %.0f writes/s: ratio %.2f\n", i+1, r.drainRate[i], r.steadyRate[i], r.drainRate[i]/r.steadyRate[i])
+		}
+	}
+}
+
+// oneRun injects cfg.faults faults under load, drains and reconciles.
+func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
+	res := result{runs: 1}
+	name := fmt.Sprintf("compound-%d-%d", time.Now().Unix(), run)
+	before := bufferStatus(ctx, c)
+
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	loads := map[string]*drill.Load{}
+	for _, p := range []struct {
+		path string
+		rate float64
+	}{{"buffer", cfg.bufferRate}, {"proxy", cfg.proxyRate}} {
+		if p.rate <= 0 {
+			continue
+		}
+		w, err := c.Runner.NewWriter(p.path)
+		if err != nil {
+			log.Fatal(err)
+		}
+		l := &drill.Load{Drill: name + "-" + p.path, Writer: w, Rate: p.rate, Concurrency: 16, Timeout: 10 * time.Second}
+		loads[p.path] = l
+		wg.Add(1)
+		go func() { defer wg.Done(); defer w.Close(); l.Run(loadCtx) }()
+	}
+
+	var resumes sync.WaitGroup
+	next := time.Now().Add(cfg.every)
+	for i := 0; i < cfg.faults; i++ {
+		// Every fault waits its interval, also after a wait for a primary.
+		time.Sleep(time.Until(next))
+		kind := cfg.kinds[i%len(cfg.kinds)]
+		p, ok := waitPrimary(ctx, c, 15*time.Second)
+		if !ok {
+			log.Printf("run %d fault %d: no primary within 15s; skipping", run, i+1)
+			next = time.Now().Add(cfg.every)
+			continue
+		}
+		next = time.Now().Add(cfg.every)
+		log.Printf("run %d fault %d: %s of %s (agent %d, postmaster %d, timeline %d)", run, i+1, kind, p.Name, p.AgentPID, p.PID, p.Timeline)
+		switch kind {
+		case "kill-postmaster":
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		case "kill-node":
+			_ = syscall.Kill(p.AgentPID, syscall.SIGKILL)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		case "pause":
+			_ = syscall.Kill(p.AgentPID, syscall.SIGSTOP)
+			_ = syscall.Kill(p.PID, syscall.SIGSTOP)
+			resumes.Add(1)
+			go func(agent, pm int) {
+				defer resumes.Done()
+				time.Sleep(cfg.pause)
+				_ = syscall.Kill(pm, syscall.SIGCONT)
+				_ = syscall.Kill(agent, syscall.SIGCONT)
+			}(p.AgentPID, p.PID)
+		}
+	}
+	lastFault := time.Now()
+	// Ingest goes on while the buffer catches up: caught up when the
+	// oldest pending write is younger than 2 s.
+	tr := newRateTracker(ctx, c)
+	caughtUp := time.Time{}
+	for deadline := time.Now().Add(cfg.drainTimeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		st := tr.sample()
+		if time.Since(lastFault) > cfg.every && st.OldestPendingSeconds < 2 {
+			caughtUp = time.Now()
+			break
+		}
+	}
+	res.drainRate = append(res.drainRate, tr.peak())
+	stopLoad()
+	wg.Wait()
+	resumes.Wait()
+	loadEnd := time.Now()
+
+	// Drain: the stream empty, nothing pending, nothing awaiting a region.
+	var drainedAt time.Time
+	for deadline := time.Now().Add(cfg.drainTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if bufferStatus(ctx, c).Drained {
+			drainedAt = time.Now()
+			break
+		}
+	}
+	after := bufferStatus(ctx, c)
+	if caughtUp.IsZero() || drainedAt.IsZero() {
+		res.undrained++
+		log.Printf("run %d: not caught up or not drained within %s: %d pending, %d stream batches", run, cfg.drainTimeout, after.Pending, after.StreamBatches)
+	} else {
+		res.drain = append(res.drain, caughtUp.Sub(lastFault))
+	}
+	res.steadyRate = append(res.steadyRate, cfg.steadyRate)
+	log.Printf("run %d: caught up %s after the last fault (peak drain %.0f writes/s), load ended %s after it, drained %s after it",
+		run, durOr(caughtUp, lastFault), tr.peak(), loadEnd.Sub(lastFault).Round(time.Millisecond), durOr(drainedAt, lastFault))
+
+	if err := c.Runner.WaitHealthy(ctx, 2*time.Minute); err != nil {
+		log.Printf("run %d: %v", run, err)
+	}
+	p, ok := waitPrimary(ctx, c, time.Minute)
+	if !ok {
+		log.Fatal("no primary to reconcile against")
+	}
+	conn, err := pgx.Connect(ctx, c.SuperDSN(p, c.Cfg.Postgres.AppDatabase))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for path, l := range loads {
+		stored, err := drill.Stored(ctx, conn, l.Drill)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pr := reconcile(l.Records(), stored)
+		if path == "buffer" {
+			res.buffer = pr
+			res.accepted, res.committed = after.Accepted-before.Accepted, after.Committed-before.Committed
+			if res.accepted != res.committed || int(res.committed) != pr.rows {
+				res.counterMismatch++
+			}
+		} else {
+			res.proxy = pr
+		}
+		if pr.lost > 0 || pr.dup > 0 {
+			for _, r := range l.Records() {
+				if r.Outcome == drill.OK && stored[r.ID] != 1 {
+					log.Printf("run %d %s: id %s sent %s acked %s stored %d times", run, path, r.ID, r.Sent.Format("15:04:05.000"), r.Done.Format("15:04:05.000"), stored[r.ID])
+				}
+			}
+		}
+	}
+	res.print(fmt.Sprintf("run %d", run))
+	return res
+}
+
+func durOr(t, from time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Sub(from).Round(time.Millisecond).String()
+}
+
+func reconcile(records []drill.Record, stored map[string]int) pathResult {
+	var pr pathResult
+	for _, n := range stored {
+		pr.rows += n
+		if n > 1 {
+			pr.dup += n - 1
+		}
+	}
+	for _, r := range records {
+		switch r.Outcome {
+		case drill.OK:
+			pr.ok++
+			if stored[r.ID] == 0 {
+				pr.lost++
+			}
+		case drill.Error:
+			pr.errors++
+		case drill.Unknown:
+			pr.unknown++
+			if stored[r.ID] > 0 {
+				pr.unknownStored++
+			}
+		}
+	}
+	return pr
+}
+
+// waitPrimary waits for a running primary with known pids.
+func waitPrimary(ctx context.Context, c *up.Cluster, timeout time.Duration) (admin.MemberStatus, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := admin.Status(ctx, c.Sup.Store(), c.Cfg)
+		if err == nil {
+			if p, ok := st.PrimaryMember(); ok && p.PID > 0 && p.AgentPID > 0 && p.State == cluster.StateRunning {
+				return p, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return admin.MemberStatus{}, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func bufferStatus(ctx context.Context, c *up.Cluster) buffer.Status {
+	for i := 0; ; i++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+c.Cfg.API.Addr+"/v1/buffer/status", nil)
+		req.Header.Set("Authorization", "Bearer "+c.Runner.AdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			var st buffer.Status
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return st
+			}
+		}
+		if i == 50 {
+			log.Fatalf("buffer status: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// rateTracker samples the buffer's committed counter and keeps the best
+// commit rate over 5 s.
+type rateTracker struct {
+	ctx    context.Context
+	c      *up.Cluster
+	at     []time.Time
+	counts []uint64
+	best   float64
+}
+
+func newRateTracker(ctx context.Context, c *up.Cluster) *rateTracker {
+	return &rateTracker{ctx: ctx, c: c}
+}
+
+func (t *rateTracker) sample() buffer.Status {
+	st := bufferStatus(t.ctx, t.c)
+	now := time.Now()
+	t.at, t.counts = append(t.at, now), append(t.counts, st.Committed)
+	for i := len(t.at) - 1; i >= 0; i-- {
+		if d := now.Sub(t.at[i]); d >= 5*time.Second {
+			if r := float64(st.Committed-t.counts[i]) / d.Seconds(); r > t.best {
+				t.best = r
+			}
+			break
+		}
+	}
+	return st
+}
+
+func (t *rateTracker) peak() float64 { return t.best }
+
+// steadyDrain measures the committer's drain rate with no fault: ingest
+// runs while a superuser session holds an exclusive lock on the drills'
+// table for 15 s (the committer waits on it, and a backlog builds), then
+// the lock goes and the backlog drains; the best 5-second commit rate is
+// the reference.
+func steadyDrain(ctx context.Context, c *up.Cluster, rate float64) float64 {
+	p, ok := waitPrimary(ctx, c, time.Minute)
+	if !ok {
+		log.Fatal("steady drain: no primary")
+	}
+	conn, err := pgx.Connect(ctx, c.SuperDSN(p, c.Cfg.Postgres.AppDatabase))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE drill_writes IN EXCLUSIVE MODE"); err != nil {
+		log.Fatal(err)
+	}
+	w, err := c.Runner.NewWriter("buffer")
+	if err != nil {
+		log.Fatal(err)
+	}
+	lctx, stop := context.WithCancel(ctx)
+	l := &drill.Load{Drill: fmt.Sprintf("steady-%d", time.Now().Unix()), Writer: w, Rate: rate, Concurrency: 16, Timeout: 10 * time.Second, Discard: true}
+	done := make(chan struct{})
+	go func() { defer close(done); defer w.Close(); l.Run(lctx) }()
+	time.Sleep(15 * time.Second)
+	if err := tx.Commit(ctx); err != nil {
+		log.Fatal(err)
+	}
+	tr := newRateTracker(ctx, c)
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if st := tr.sample(); st.OldestPendingSeconds < 2 {
+			break
+		}
+	}
+	stop()
+	<-done
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !bufferStatus(ctx, c).Drained; {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return tr.peak()
+}
