@@ -8,7 +8,8 @@
 # Arguments go to the benchmark, e.g.
 #   bench/proxy.sh -duration 10s -clients 8 -idle 1000
 # PostgreSQL and PgBouncer run as the postgres OS user, so this needs root
-# (or the postgres user itself).
+# (or the postgres user itself). The proxy's churn soak (clients leaving in
+# every way, resources sampled for an hour) is bench/proxy-soak.sh.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

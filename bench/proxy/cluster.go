@@ -93,6 +93,13 @@ func startCluster(ctx context.Context, bin, dir string, maxConnections int) (*hf
 	if err != nil {
 		return nil, err
 	}
+	return startClusterWith(ctx, bin, dir, cfg)
+}
+
+// startClusterWith runs `holdfast up` with cfg (proxy off) and waits until
+// it is healthy.
+func startClusterWith(ctx context.Context, bin, dir string, cfg config.Config) (*hfCluster, error) {
+	var err error
 	h := &hfCluster{bin: bin, dir: dir, cfgPath: filepath.Join(dir, "holdfast.yml")}
 	if err := writeConfig(ctx, bin, cfg, h.cfgPath); err != nil {
 		return nil, err

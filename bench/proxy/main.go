@@ -18,6 +18,9 @@
 // with -json). Usage: bench/proxy.sh [flags], which installs PgBouncer and
 // PostgreSQL 15 first; run it as root (PostgreSQL and PgBouncer then run as
 // the postgres OS user).
+//
+// `go run ./bench/proxy soak` (bench/proxy-soak.sh) is another mode: a churn
+// soak of holdfast's proxy alone (see soak.go).
 package main
 
 import (
@@ -64,6 +67,9 @@ type bench struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "soak" {
+		os.Exit(soakMain(os.Args[2:]))
+	}
 	var o options
 	clients := flag.String("clients", "8,64", "comma-separated pgbench client counts")
 	scripts := flag.String("scripts", "select-only,tpcb", "comma-separated pgbench scripts: select-only (-S), tpcb (the default TPC-B-like script)")

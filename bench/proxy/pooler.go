@@ -39,6 +39,7 @@ func poolMode(target string) string {
 type pooler struct {
 	target string
 	port   int
+	admin  int // holdfast's admin port (/metrics, /status); 0 for PgBouncer
 	proc   *child
 }
 
@@ -104,9 +105,15 @@ func (b *bench) startHoldfastProxy(ctx context.Context, target string, maxClient
 	if err != nil {
 		return nil, err
 	}
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	cfg.Proxy.Enabled = true
 	cfg.Proxy.WriterAddr = fmt.Sprintf("127.0.0.1:%d", writer)
 	cfg.Proxy.ReaderAddr = fmt.Sprintf("127.0.0.1:%d", reader)
+	// Not the default 6434: a running `holdfast up` may hold it.
+	cfg.Proxy.AdminAddr = fmt.Sprintf("127.0.0.1:%d", admin)
 	cfg.Proxy.PoolMode = poolMode(target)
 	cfg.Proxy.PoolSize = b.poolSize
 	cfg.Proxy.ResolveCommits = b.opts.resolve
@@ -122,7 +129,7 @@ func (b *bench) startHoldfastProxy(ctx context.Context, target string, maxClient
 	if err != nil {
 		return nil, err
 	}
-	return &pooler{target: target, port: writer, proc: proc}, nil
+	return &pooler{target: target, port: writer, admin: admin, proc: proc}, nil
 }
 
 // startPgBouncer writes an ini pointing at the current primary, with the

@@ -5,7 +5,10 @@
 //
 // Risks: routing a write to a member that is not the primary (the router
 // only names a writer that holds the leader key and reports itself a running
-// primary, and holds otherwise), leaking server connections when clients
-// vanish (every relay goroutine pair closes both sides), and unbounded memory
-// from hostile clients (message sizes are capped before anything is read).
+// primary, and holds otherwise), leaking server connections, goroutines or
+// CPU when clients vanish (a session ends exactly once, relaying or parked,
+// as soon as its client's connection ends; the end of a client's stream is
+// final in msgReader, so no deadline can hide it; each end is counted by
+// cause), and unbounded memory from hostile clients (message sizes are
+// capped before anything is read).
 package proxy

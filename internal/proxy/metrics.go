@@ -12,9 +12,10 @@ import (
 // Config.AdminAddr. Counters on the hot path (queries, transactions) are
 // label children resolved once per endpoint (endpointMetrics), so counting
 // costs an atomic add and no allocation. Gauges of current state (clients,
-// server connections, waiting clients, serving or holding) are read at
-// scrape time by a custom collector, so they cost nothing between scrapes
-// and are never stale.
+// server connections, waiting clients, serving or holding, goroutines) and
+// the connections ended by cause (atomic counts the status also shows) are
+// read at scrape time by a custom collector, so they cost nothing between
+// scrapes and are never stale.
 type metrics struct {
 	holdWindow   time.Duration
 	reg          *prometheus.Registry
@@ -271,11 +272,15 @@ var (
 		"Clients waiting for a writer: during a failover (at most max_waiting) or a planned switchover.", nil, nil)
 	descParked = prometheus.NewDesc("holdfast_proxy_client_connections_parked",
 		"Client connections idle long enough (no server connection, outside a transaction) that a small waiter holds them instead of a relay.", []string{"endpoint"}, nil)
+	descEnded = prometheus.NewDesc("holdfast_proxy_client_connections_ended_total",
+		"Client connections that ended, by cause: terminate, client_eof, client_reset (the client left); idle_timeout, server_lost, unavailable, protocol (the proxy ended the session); login_failed, cancel_request (never a session); shutdown; other. Accepted connections (client_connections_total) minus these are the ones open (client_connections).", []string{"endpoint", "cause"}, nil)
+	descGoroutines = prometheus.NewDesc("holdfast_proxy_goroutines",
+		"Goroutines serving clients: one per client connection (logging in, relaying or parked), one per server connection lent to a client, one per lost COMMIT being looked up. 0 with no client; go_goroutines counts the whole process.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descParked, descServers, descPoolWaiting, descState, descWaiting} {
+	for _, d := range []*prometheus.Desc{descClients, descParked, descEnded, descGoroutines, descServers, descPoolWaiting, descState, descWaiting} {
 		ch <- d
 	}
 }
@@ -287,6 +292,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, ep := range s.endpoints {
 		ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(ep.clients.Load()), ep.name)
 		ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(ep.parked.Load()), ep.name)
+		for c := causeTerminate; c < causeCount; c++ {
+			ch <- prometheus.MustNewConstMetric(descEnded, prometheus.CounterValue, float64(ep.ended[c].Load()), ep.name, c.String())
+		}
 		serving := haveWriter && s.hold.Load() == nil
 		if !ep.writer {
 			serving = len(s.router.Readers()) > 0 || (s.cfg.ReaderFallbackToPrimary && haveWriter)
@@ -294,6 +302,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, b2f(serving), ep.name)
 	}
 	ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(s.waiting.Load()))
+	ch <- prometheus.MustNewConstMetric(descGoroutines, prometheus.GaugeValue, float64(s.goroutines.Load()))
 	type key struct{ endpoint, member string }
 	type counts struct{ active, idle, waiting int }
 	byMember := map[key]*counts{}

@@ -205,8 +205,16 @@ func TestMetricsAndStatus(t *testing.T) {
 	atLeast(0, "holdfast_proxy_server_connections", "endpoint", "writer", "member", primary.Name, "state", "idle")
 	atLeast(0, "holdfast_proxy_pool_waiting", "endpoint", "writer", "member", primary.Name)
 
+	// One client, with its server connection (session mode); the failed
+	// login has ended.
+	testutil.Eventually(t, 10*time.Second, "goroutines for one client", func() error {
+		if st, _ := getStatus(t, admin); st.Goroutines != 2 || st.Ended["writer"]["login_failed"] != 1 {
+			return fmt.Errorf("goroutines %d, ended %v", st.Goroutines, st.Ended)
+		}
+		return nil
+	})
 	st, raw := getStatus(t, admin)
-	for _, k := range []string{"state", "writer", "clients", "servers", "waiting", "pool_mode", "pool_size", "pools", "hold_window", "uptime_seconds"} {
+	for _, k := range []string{"state", "writer", "clients", "servers", "waiting", "pool_mode", "pool_size", "pools", "hold_window", "uptime_seconds", "goroutines", "ended"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("/status lacks %q: %v", k, raw)
 		}
@@ -216,6 +224,9 @@ func TestMetricsAndStatus(t *testing.T) {
 	}
 	if st.Clients["writer"] != 1 || st.Clients["reader"] != 0 || st.Servers < 1 || st.Waiting != 0 {
 		t.Errorf("/status clients %v servers %d waiting %d", st.Clients, st.Servers, st.Waiting)
+	}
+	if len(st.Ended["writer"]) != 1 || len(st.Ended["reader"]) != 0 {
+		t.Errorf("/status ended %v; want one login_failed and nothing else", st.Ended)
 	}
 	if st.PoolMode != proxy.PoolSession || st.PoolSize != proxy.DefaultConfig().PoolSize || st.HoldWindow != "30s" {
 		t.Errorf("/status pool_mode %q pool_size %d hold_window %q", st.PoolMode, st.PoolSize, st.HoldWindow)
@@ -307,6 +318,7 @@ func TestMetricsWhileHolding(t *testing.T) {
 	}
 
 	metricIs(t, admin, 0, "holdfast_proxy_client_connections", "endpoint", "writer")
+	metricIs(t, admin, 0, "holdfast_proxy_goroutines")
 	m = scrape(t, admin)
 	for _, c := range []struct {
 		name string
@@ -327,6 +339,11 @@ func TestMetricsWhileHolding(t *testing.T) {
 		{"holdfast_proxy_errors_total", []string{"endpoint", "writer", "sqlstate", "57P03", "source", "proxy"}, 1},
 		{"holdfast_proxy_client_connections_total", []string{"endpoint", "writer"}, 3},
 		{"holdfast_proxy_queries_total", []string{"endpoint", "writer"}, 0},
+		// Every connection ended as a failed login: wrong password,
+		// max_waiting, hold window.
+		{"holdfast_proxy_client_connections_ended_total", []string{"endpoint", "writer", "cause", "login_failed"}, 3},
+		{"holdfast_proxy_client_connections_ended_total", []string{"endpoint", "writer", "cause", "client_eof"}, 0},
+		{"holdfast_proxy_client_connections_ended_total", []string{"endpoint", "writer", "cause", "other"}, 0},
 	} {
 		if got, ok := value(m, c.name, c.want...); !ok || got != c.v {
 			t.Errorf("%s%v = %v (present: %v), want %v", c.name, c.want, got, ok, c.v)

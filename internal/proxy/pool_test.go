@@ -407,7 +407,7 @@ func TestIdleClientsPark(t *testing.T) {
 	f := start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	waitParked := func(px *proxy.Server, want int64) {
+	waitParked := func(t *testing.T, px *proxy.Server, want int64) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for px.Status().Parked["writer"] != want {
@@ -431,7 +431,7 @@ func TestIdleClientsPark(t *testing.T) {
 			conns[i] = c
 		}
 		for round := 0; round < 3; round++ {
-			waitParked(px, clients)
+			waitParked(t, px, clients)
 			for i, c := range conns {
 				var v int
 				if err := c.QueryRow(ctx, "SELECT $1::int * 2", i+round).Scan(&v); err != nil || v != 2*(i+round) {
@@ -449,7 +449,7 @@ func TestIdleClientsPark(t *testing.T) {
 				}
 			}
 		}
-		waitParked(px, clients)
+		waitParked(t, px, clients)
 	})
 
 	t.Run("session mode", func(t *testing.T) {
@@ -469,7 +469,7 @@ func TestIdleClientsPark(t *testing.T) {
 		if _, err := busy.Exec(ctx, "SELECT 1"); err != nil {
 			t.Fatal(err)
 		}
-		waitParked(px, 2)
+		waitParked(t, px, 2)
 		if px.Status().Servers != 1 {
 			t.Fatalf("servers lent = %d, want 1", px.Status().Servers)
 		}
@@ -479,6 +479,10 @@ func TestIdleClientsPark(t *testing.T) {
 				t.Fatalf("parked client: %v (v=%d)", err, v)
 			}
 		}
+		// Woken, they park again once idle (a session keeping its server
+		// connection used to wait for its next message with no deadline
+		// after a park, and never parked again).
+		waitParked(t, px, 2)
 	})
 
 	for _, timeout := range []time.Duration{100 * time.Millisecond, 1500 * time.Millisecond} {

@@ -123,6 +123,7 @@ func (ss *session) relay() {
 func (ss *session) run(st *relayState, in *msgReader) {
 	err := ss.clientLoop(st, in)
 	if errors.Is(err, errPark) {
+		ss.s.goroutines.Add(1)
 		go ss.park(st, in)
 		return
 	}
@@ -131,8 +132,12 @@ func (ss *session) run(st *relayState, in *msgReader) {
 }
 
 // park waits for the client's next bytes, then relays again on this
-// goroutine.
+// goroutine. If the client's connection ends instead (EOF, a reset, a
+// half-close, a close by the proxy), so does the session, here: going back
+// to the relay would re-arm the idle deadline, which has passed, and park
+// again at once, for ever.
 func (ss *session) park(st *relayState, in *msgReader) {
+	defer ss.s.goroutines.Add(-1)
 	st.mu.Lock()
 	st.idleArmed = time.Time{}
 	if t := ss.s.cfg.ClientIdleTimeout; t > 0 {
@@ -141,8 +146,15 @@ func (ss *session) park(st *relayState, in *msgReader) {
 	_ = ss.c.SetReadDeadline(st.idleArmed)
 	st.mu.Unlock()
 	ss.ep.parked.Add(1)
-	_ = in.wait() // an error comes back from the next read
+	err := in.wait()
 	ss.ep.parked.Add(-1)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		ss.setCause(ss.readCause(err))
+		ss.end(st, quiet(err))
+		ss.finish()
+		return
+	}
+	// Bytes came, or client_idle_timeout passed: the relay handles both.
 	ss.run(st, in)
 }
 
@@ -228,6 +240,7 @@ func (ss *session) attachLocked(st *relayState, sc *serverConn) {
 	ss.cancelTo.Store(sc.cancel)
 	done := make(chan struct{})
 	st.serverDone = done
+	ss.s.goroutines.Add(1)
 	go ss.serverLoop(st, sc, done)
 }
 
@@ -264,16 +277,19 @@ func (ss *session) clientLoop(st *relayState, in *msgReader) error {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				switch ss.idleDue(st, in) {
 				case idleTimedOut:
+					ss.setCause(causeIdleTimeout)
 					return nil
 				case idlePark:
 					return errPark
 				}
 				continue
 			}
+			ss.setCause(ss.readCause(err))
 			return quiet(err)
 		}
 		typ := msg[0]
 		if typ == 'X' {
+			ss.setCause(causeTerminate)
 			return nil // the server connection is not the client's to end
 		}
 		st.mu.Lock()
@@ -315,6 +331,7 @@ func (ss *session) clientLoop(st *relayState, in *msgReader) error {
 				continue
 			}
 			if st.stateful {
+				ss.setCause(causeServerLost)
 				ss.sendLocked(st, errorResponse("FATAL", "08006", "holdfast proxy: the server connection was lost and this session had server-side state (SET, LISTEN, temporary tables, session locks...) that cannot be moved to the new server; reconnect"))
 				st.mu.Unlock()
 				return nil
@@ -324,6 +341,7 @@ func (ss *session) clientLoop(st *relayState, in *msgReader) error {
 			if sc == nil {
 				var err error
 				if sc, err = ss.acquire(); err != nil {
+					ss.setCause(causeUnavailable)
 					ss.fatalErr(err)
 					return nil
 				}
@@ -496,6 +514,7 @@ func (ss *session) ensureLocked(st *relayState, sc *serverConn, name string, pre
 // serverLoop forwards sc's messages to the client until the session gives
 // sc back or it is lost.
 func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}) {
+	defer ss.s.goroutines.Add(-1)
 	defer close(done)
 	for {
 		msg, err := sc.in.next()
@@ -516,6 +535,7 @@ func (ss *session) serverLoop(st *relayState, sc *serverConn, done chan struct{}
 				return
 			case clientGone:
 				st.mu.Unlock()
+				ss.setCause(causeClientReset)
 				_ = ss.c.Close() // clientLoop ends the session
 				msg = nil
 			}
@@ -620,6 +640,16 @@ func (ss *session) serverMsgLocked(st *relayState, sc *serverConn, msg []byte, e
 		ss.armIdleLocked(st)
 		return serverReleased
 	}
+	if msg[0] == 'Z' && ss.freeLocked(st) {
+		// Free again, keeping its server (session mode, or pinned): wake
+		// clientLoop when the session is due to park or time out. Its
+		// read began while the request was in flight, with no deadline
+		// after a park.
+		if st.idleSince.IsZero() {
+			st.idleSince = time.Now()
+		}
+		ss.armIdleLocked(st)
+	}
 	if werr != nil {
 		return clientGone
 	}
@@ -663,6 +693,7 @@ func (ss *session) lostLocked(st *relayState) {
 		lost := lostCommit{probe: st.commitXid, member: st.commitOn}
 		st.pending, st.commitPending, st.commitXid, st.txStatus = 0, false, "", 'I'
 		st.resolved = make(chan struct{})
+		ss.s.goroutines.Add(1)
 		go ss.resolveCommit(st, lost)
 		return
 	}
@@ -710,6 +741,7 @@ type lostCommit struct {
 // and tells the client COMMIT, a retryable 40001, or 08007 when that cannot
 // be told (see commitOutcome).
 func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
+	defer ss.s.goroutines.Add(-1)
 	reply := func(msgs ...[]byte) {
 		st.mu.Lock()
 		ss.sendLocked(st, msgs...)
@@ -739,13 +771,14 @@ func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 			ce = &clientError{"08007", err.Error()}
 		}
 		ss.s.metrics.commitResolved(ss.ep, outcomeUnknown)
+		ss.setCause(causeServerLost)
 		reply(errorResponse("FATAL", "08007", "holdfast proxy: the server was lost while a commit was in progress and its outcome cannot be looked up: "+ce.msg))
 		_ = ss.c.Close()
 		return
 	}
 	answer, err := queryOne(sc, "SELECT coalesce(pg_xact_status('"+xidText+"'::xid8), 'unknown') || ' ' || "+startedUSExpr)
-	sc.p.release(sc, err == nil || isPgError(err))
 	if err != nil && !isPgError(err) {
+		sc.p.release(sc, false)
 		ss.s.metrics.commitResolved(ss.ep, outcomeUnknown)
 		reply(unknown...)
 		return
@@ -757,6 +790,19 @@ func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 	old := serverIncarnation{member: lost.member, startedUS: parseInt(oldStarted)}
 	first, reportStarted := ss.s.router.incarnation(cur.member)
 	out := commitOutcome(xid, status, err != nil, old, cur, first, reportStarted)
+	reusable := true
+	if out == outcomeCommitted {
+		// Found committed on the new primary, which may be the only member
+		// holding it (the COMMIT was never confirmed by a standby, or a
+		// primary restarted in place recovered it): a commit of our own
+		// there waits for its synchronous standbys, and so makes this one
+		// durable before the client is told.
+		if _, berr := queryOne(sc, durabilityBarrier); berr != nil {
+			ss.s.log.Warn("resolved in-flight commit found committed, but its durability could not be confirmed", "xid", xid, "err", berr)
+			out, reusable = outcomeUnknown, false // maybe inside an aborted transaction
+		}
+	}
+	sc.p.release(sc, reusable)
 	ss.s.log.Debug("resolved in-flight commit", "xid", xid, "status", status, "err", err, "old", old, "new", cur, "first_xid", first, "outcome", out)
 	ss.s.metrics.commitResolved(ss.ep, out)
 	switch out {
@@ -768,6 +814,12 @@ func (ss *session) resolveCommit(st *relayState, lost lostCommit) {
 		reply(unknown...)
 	}
 }
+
+// durabilityBarrier writes WAL in a transaction of its own (a
+// transactional logical message, open to any role, decoded by nobody), so
+// that its COMMIT waits for the synchronous standbys: everything the server
+// committed before is then durable on its quorum.
+const durabilityBarrier = "BEGIN; SELECT pg_logical_emit_message(true, 'holdfast', 'commit resolved'); COMMIT"
 
 func parseInt(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)

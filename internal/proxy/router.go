@@ -47,22 +47,39 @@ func NewRouter(st *store.Store, region string, maxLag time.Duration, log *slog.L
 
 // Run keeps the view current until ctx ends.
 func (r *Router) Run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
+	backoff := minBackoff
+	pause := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+		return true
+	}
 	for ctx.Err() == nil {
 		snap, err := r.st.Snapshot(ctx)
 		if err != nil {
 			r.log.Warn("read topology", "err", err)
-			select {
-			case <-ctx.Done():
+			if !pause() {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
 		r.set(snap)
+		watched := time.Now()
 		for u := range r.st.Watch(ctx, snap.Revision) {
 			r.apply(u)
+		}
+		// The watch retries by itself and ends only with ctx or the
+		// store: one that ends at once (the store closing) must not be
+		// re-read and re-watched in a tight loop.
+		if time.Since(watched) > time.Minute {
+			backoff = minBackoff
+		}
+		if !pause() {
+			return
 		}
 	}
 }

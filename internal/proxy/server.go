@@ -46,6 +46,8 @@ type endpoint struct {
 	clients atomic.Int64
 	parked  atomic.Int64     // clients whose relay is parked (see session.run)
 	m       *endpointMetrics // pre-resolved label children, set by Open
+	// ended counts connections that ended, by cause (see endCause).
+	ended [causeCount]atomic.Int64
 }
 
 // cancelKey is what the proxy hands a client in BackendKeyData.
@@ -71,6 +73,14 @@ type Server struct {
 	endpoints []*endpoint
 	waiting   atomic.Int64
 	servers   atomic.Int64
+	// goroutines counts the goroutines serving clients: one per session
+	// (logging in, relaying or parked), one per server connection lent
+	// (its reader), one per lost COMMIT being looked up. With no client it
+	// is 0; a leak shows as more than clients + servers.
+	goroutines atomic.Int64
+	// closing is set when Close begins: sessions that end from then on
+	// end because of it.
+	closing atomic.Bool
 	// metrics, the admin server (/metrics, /status) and the start time are
 	// set by Open.
 	metrics *metrics
@@ -170,6 +180,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.closing.Store(true)
 	for c := range s.conns {
 		_ = c.Close()
 	}
@@ -200,21 +211,24 @@ func (s *Server) acceptLoop(ep *endpoint) {
 		delay = 0
 		s.metrics.accept(ep)
 		if !s.track(c) {
+			ep.ended[causeShutdown].Add(1)
 			_ = c.Close()
 			return
 		}
 		s.wg.Add(1)
+		s.goroutines.Add(1)
 		go func() {
+			defer s.goroutines.Add(-1)
 			ss := newSession(s, ep, c)
 			if !ss.open() {
-				s.untrack(c)
-				s.wg.Done()
+				ss.endLogin()
 				return
 			}
 			// Relay on a fresh goroutine: its stack starts small again
 			// after the authentication's deep calls, which matters with
 			// thousands of idle clients. The session ends in serve
 			// (ss.finish), on whichever goroutine it then runs.
+			s.goroutines.Add(1)
 			go ss.serve()
 		}()
 	}
@@ -287,14 +301,22 @@ type Stats struct {
 	Servers int64            `json:"servers"` // server connections lent to clients
 	Waiting int64            `json:"waiting"` // clients waiting for a writer
 	Pools   []PoolStats      `json:"pools"`
+	// Goroutines serving clients: one per client connection, one per
+	// server connection lent, one per lost COMMIT being looked up.
+	Goroutines int64 `json:"goroutines"`
+	// Ended counts client connections that ended, per endpoint and cause
+	// (causes never seen are left out).
+	Ended map[string]map[string]int64 `json:"ended"`
 }
 
 // Stats returns the current counts.
 func (s *Server) Stats() Stats {
-	st := Stats{Clients: map[string]int64{}, Parked: map[string]int64{}, Servers: s.servers.Load(), Waiting: s.waiting.Load(), Pools: s.Pools()}
+	st := Stats{Clients: map[string]int64{}, Parked: map[string]int64{}, Servers: s.servers.Load(), Waiting: s.waiting.Load(), Pools: s.Pools(),
+		Goroutines: s.goroutines.Load(), Ended: map[string]map[string]int64{}}
 	for _, e := range s.endpoints {
 		st.Clients[e.name] = e.clients.Load()
 		st.Parked[e.name] = e.parked.Load()
+		st.Ended[e.name] = e.endedCounts()
 	}
 	return st
 }

@@ -40,14 +40,22 @@ type session struct {
 	// cancelTo is where the client's CancelRequest goes: the server
 	// connection it holds now, if any.
 	cancelTo atomic.Pointer[cancelTarget]
+	// cause is why the session ends (an endCause; see setCause), and
+	// finished is set once finish has run.
+	cause    atomic.Uint32
+	finished atomic.Bool
 }
 
 func newSession(s *Server, ep *endpoint, c net.Conn) *session {
 	return &session{s: s, ep: ep, c: c, conn: c, be: pgproto3.NewBackend(c, c)}
 }
 
-// fatal sends an ErrorResponse and ends the session.
+// fatal sends an ErrorResponse and ends the session. Before the client is
+// logged in, that is a failed login; afterwards the caller records why.
 func (ss *session) fatal(code, format string, args ...any) {
+	if ss.key.pid == 0 {
+		ss.setCause(causeLoginFailed)
+	}
 	ss.s.metrics.fatal(ss, code)
 	_ = ss.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	_, _ = ss.c.Write(errorResponse("FATAL", code, fmt.Sprintf(format, args...)))
@@ -91,15 +99,23 @@ func (ss *session) open() bool {
 	return true
 }
 
-// serve relays until the client leaves.
+// serve relays until the client leaves (or parks it: see run).
 func (ss *session) serve() {
+	defer ss.s.goroutines.Add(-1)
 	ss.relay()
 }
 
-// finish releases what the session held in the server once it is over.
+// finish releases what the session held in the server once it is over and
+// counts how it ended. It runs once per logged-in session: a second call
+// would be a bug, and is refused rather than counted twice.
 func (ss *session) finish() {
+	if !ss.finished.CompareAndSwap(false, true) {
+		ss.s.log.Error("BUG: session finished twice", "endpoint", ss.ep.name, "cause", endCause(ss.cause.Load()).String())
+		return
+	}
 	ss.s.dropCancel(ss.key)
 	ss.ep.clients.Add(-1)
+	ss.countEnd()
 	ss.s.untrack(ss.conn)
 	ss.s.wg.Done()
 }
@@ -111,9 +127,11 @@ func (ss *session) startup() bool {
 	for {
 		msg, err := ss.be.ReceiveStartupMessage()
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				ss.fatal("08P01", "invalid startup packet: %v", err)
+			if c := ss.readCause(err); c == causeClientEOF || c == causeClientReset {
+				ss.setCause(c)
+				return false
 			}
+			ss.fatal("08P01", "invalid startup packet: %v", err)
 			return false
 		}
 		switch m := msg.(type) {
@@ -123,9 +141,11 @@ func (ss *session) startup() bool {
 			}
 		case *pgproto3.GSSEncRequest:
 			if _, err := ss.c.Write([]byte{'N'}); err != nil {
+				ss.setCause(ss.readCause(err))
 				return false
 			}
 		case *pgproto3.CancelRequest:
+			ss.setCause(causeCancel)
 			ss.forwardCancel(cancelKey{pid: m.ProcessID, secret: secretUint32(m.SecretKey)})
 			return false
 		case *pgproto3.StartupMessage:
@@ -199,6 +219,7 @@ func (ss *session) authenticate() (User, bool) {
 	}
 	ss.be.Send(&pgproto3.AuthenticationSASL{AuthMechanisms: srv.Mechanisms()})
 	if err := ss.be.Flush(); err != nil {
+		ss.setCause(ss.readCause(err))
 		return User{}, false
 	}
 	if err := ss.be.SetAuthType(pgproto3.AuthTypeSASL); err != nil {
@@ -206,6 +227,7 @@ func (ss *session) authenticate() (User, bool) {
 	}
 	msg, err := ss.be.Receive()
 	if err != nil {
+		ss.setCause(ss.readCause(err))
 		return User{}, false
 	}
 	init, ok := msg.(*pgproto3.SASLInitialResponse)
@@ -220,6 +242,7 @@ func (ss *session) authenticate() (User, bool) {
 	}
 	ss.be.Send(&pgproto3.AuthenticationSASLContinue{Data: first})
 	if err := ss.be.Flush(); err != nil {
+		ss.setCause(ss.readCause(err))
 		return User{}, false
 	}
 	if err := ss.be.SetAuthType(pgproto3.AuthTypeSASLContinue); err != nil {
@@ -227,6 +250,7 @@ func (ss *session) authenticate() (User, bool) {
 	}
 	msg, err = ss.be.Receive()
 	if err != nil {
+		ss.setCause(ss.readCause(err))
 		return User{}, false
 	}
 	resp, ok := msg.(*pgproto3.SASLResponse)
@@ -242,6 +266,7 @@ func (ss *session) authenticate() (User, bool) {
 	ss.be.Send(&pgproto3.AuthenticationSASLFinal{Data: final})
 	ss.be.Send(&pgproto3.AuthenticationOk{})
 	if err := ss.be.Flush(); err != nil {
+		ss.setCause(ss.readCause(err))
 		return User{}, false
 	}
 	return u, true

@@ -96,6 +96,8 @@ func (s *sockIO) Write(p []byte) (int, error) {
 			continue
 		case s.werrno != 0:
 			return done, s.werrno
+		case s.wn == 0:
+			return done, io.ErrShortWrite // never for a socket; never loop on it
 		}
 		done += int(s.wn)
 	}

@@ -32,6 +32,13 @@ type Status struct {
 	Pools         []PoolStats      `json:"pools"`
 	HoldWindow    string           `json:"hold_window"`
 	UptimeSeconds int64            `json:"uptime_seconds"`
+	// Goroutines serving clients (holdfast_proxy_goroutines): with every
+	// client idle, clients + servers.
+	Goroutines int64 `json:"goroutines"`
+	// Ended counts client connections that ended, per endpoint and cause
+	// (holdfast_proxy_client_connections_ended_total; causes never seen
+	// are left out).
+	Ended map[string]map[string]int64 `json:"ended"`
 }
 
 // StatusWriter is the member writes go to.
@@ -44,7 +51,8 @@ type StatusWriter struct {
 func (s *Server) Status() Status {
 	st := s.Stats()
 	out := Status{State: StateHolding, Clients: st.Clients, Parked: st.Parked, Servers: st.Servers, Waiting: st.Waiting,
-		PoolMode: s.cfg.PoolMode, PoolSize: s.cfg.PoolSize, Pools: st.Pools, HoldWindow: s.cfg.HoldWindow.String()}
+		PoolMode: s.cfg.PoolMode, PoolSize: s.cfg.PoolSize, Pools: st.Pools, HoldWindow: s.cfg.HoldWindow.String(),
+		Goroutines: st.Goroutines, Ended: st.Ended}
 	if out.Pools == nil {
 		out.Pools = []PoolStats{}
 	}

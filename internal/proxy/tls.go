@@ -217,8 +217,11 @@ func (ss *session) startTLS() bool {
 		return false
 	}
 	if ss.s.cfg.TLS == nil {
-		_, err := ss.c.Write([]byte{'N'})
-		return err == nil
+		if _, err := ss.c.Write([]byte{'N'}); err != nil {
+			ss.setCause(ss.readCause(err))
+			return false
+		}
+		return true
 	}
 	if ss.plaintextBuffered() {
 		// Bytes sent before the handshake were not encrypted and may have
@@ -228,12 +231,14 @@ func (ss *session) startTLS() bool {
 		return false
 	}
 	if _, err := ss.c.Write([]byte{'S'}); err != nil {
+		ss.setCause(ss.readCause(err))
 		return false
 	}
 	// The startup deadline on the connection bounds the handshake.
 	tc := tls.Server(ss.c, ss.s.cfg.TLS)
 	if err := tc.Handshake(); err != nil {
 		ss.s.log.Debug("client tls handshake", "endpoint", ss.ep.name, "remote", ss.c.RemoteAddr().String(), "err", err)
+		ss.setCause(ss.readCause(err))
 		return false
 	}
 	ss.c = tc

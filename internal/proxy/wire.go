@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 )
 
 // ErrMessageTooLarge is returned for a message over the configured limit.
 var ErrMessageTooLarge = errors.New("message too large")
+
+// errInvalidLength is returned for a message whose length field is below 4.
+var errInvalidLength = errors.New("invalid message length")
 
 // msgReader reads PostgreSQL v3 messages (type byte, int32 length including
 // itself, body) without decoding them: the relay only looks at a few type
@@ -19,12 +23,21 @@ var ErrMessageTooLarge = errors.New("message too large")
 // from a pool while messages arrive and given back once everything read has
 // been consumed. A read that fails (a deadline, say) loses nothing: the
 // bytes read so far stay buffered for the next call.
+//
+// Any other read error (EOF, a reset, a closed connection) ends the stream
+// for good: it is kept and returned by every later call that needs to read,
+// without reading again. The relay must see the end of a client's
+// connection whatever deadline it sets afterwards: Go checks an expired
+// deadline before the read system call, so an EOF read once, then
+// forgotten, would never be read again, and a relay that re-armed an expired
+// deadline would go round without end.
 type msgReader struct {
 	rd    io.Reader
 	max   int
 	buf   []byte // buf[r:w] is unread input
 	r, w  int
 	small []byte // the idle buffer (nil: always use a large one)
+	err   error  // the error that ended the stream; nil while it goes on
 }
 
 const (
@@ -58,7 +71,7 @@ func (m *msgReader) next() ([]byte, error) {
 	hdr := m.buf[m.r : m.r+5]
 	n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
 	if n < 4 {
-		return nil, fmt.Errorf("message %q has invalid length %d", hdr[0], n)
+		return nil, fmt.Errorf("message %q has invalid length %d: %w", hdr[0], n, errInvalidLength)
 	}
 	if n > m.max {
 		return nil, fmt.Errorf("message %q of %d bytes: %w (limit %d)", hdr[0], n, ErrMessageTooLarge, m.max)
@@ -83,19 +96,29 @@ func (m *msgReader) wait() error {
 	return m.fill(1)
 }
 
-// fill reads until need bytes are buffered.
+// fill reads until need bytes are buffered. Bytes that arrived with the
+// error that ended the stream are still served.
 func (m *msgReader) fill(need int) error {
 	for m.w-m.r < need {
+		if m.err != nil {
+			if errors.Is(m.err, io.EOF) && m.w > m.r {
+				return io.ErrUnexpectedEOF
+			}
+			return m.err
+		}
 		if len(m.buf)-m.r < need {
 			m.grow(need)
 		}
 		n, err := m.rd.Read(m.buf[m.w:])
 		m.w += n
-		if err != nil && m.w-m.r < need {
-			if errors.Is(err, io.EOF) && m.w > m.r {
-				return io.ErrUnexpectedEOF
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if m.w-m.r < need {
+				return err // nothing lost: read again later
 			}
-			return err
+		default:
+			m.err = err
 		}
 	}
 	return nil

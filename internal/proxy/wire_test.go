@@ -5,7 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func frame(t byte, body string) []byte {
@@ -73,5 +77,65 @@ func TestErrorResponse(t *testing.T) {
 	b := errorResponse("FATAL", "08P01", "bad")
 	if b[0] != 'E' || int(binary.BigEndian.Uint32(b[1:5]))+1 != len(b) || !bytes.Contains(b, []byte("C08P01\x00")) || b[len(b)-1] != 0 {
 		t.Fatalf("malformed ErrorResponse %q", b)
+	}
+}
+
+// TestMsgReaderEndIsFinal: once a read has failed with anything but a
+// deadline, every later read returns that error without reading again,
+// whatever deadline is set meanwhile. Go checks an expired deadline before
+// the read system call, so without this a parked session whose client had
+// closed its connection read the EOF once, re-armed its (past) idle
+// deadline, never saw the EOF again and parked again, for ever (issue 17).
+func TestMsgReaderEndIsFinal(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		leave func(c net.Conn)
+		want  error
+	}{
+		{"FIN", func(c net.Conn) { _ = c.Close() }, io.EOF},
+		{"half-close", func(c net.Conn) { _ = c.(*net.TCPConn).CloseWrite() }, io.EOF},
+		{"RST", func(c net.Conn) { _ = c.(*net.TCPConn).SetLinger(0); _ = c.Close() }, syscall.ECONNRESET},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, proxySide := tcpPair(t)
+			in := newMsgReader(fastIO(proxySide), 1024)
+			// A whole message, then the client leaves: the message is
+			// still served, then the end.
+			if _, err := client.Write(frame('Q', "select 1\x00")); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := in.next(); err != nil || m[0] != 'Q' {
+				t.Fatalf("next = %q, %v", m, err)
+			}
+			tt.leave(client)
+			if err := in.wait(); !errors.Is(err, tt.want) {
+				t.Fatalf("wait = %v, want %v", err, tt.want)
+			}
+			// What the relay does next: arm an idle deadline that has
+			// already passed, and read.
+			_ = proxySide.SetReadDeadline(time.Now().Add(-time.Second))
+			for i := 0; i < 3; i++ {
+				if _, err := in.next(); !errors.Is(err, tt.want) {
+					t.Fatalf("next after the end, past deadline: %v, want %v", err, tt.want)
+				}
+				if err := in.wait(); !errors.Is(err, tt.want) {
+					t.Fatalf("wait after the end, past deadline: %v, want %v", err, tt.want)
+				}
+			}
+		})
+	}
+	// A deadline is not an end: what arrives afterwards is read.
+	client, proxySide := tcpPair(t)
+	in := newMsgReader(fastIO(proxySide), 1024)
+	_ = proxySide.SetReadDeadline(time.Now().Add(-time.Second))
+	if _, err := in.next(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("next past the deadline: %v", err)
+	}
+	_ = proxySide.SetReadDeadline(time.Time{})
+	if _, err := client.Write(frame('X', "")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := in.next(); err != nil || m[0] != 'X' {
+		t.Fatalf("next after a deadline: %q, %v", m, err)
 	}
 }
