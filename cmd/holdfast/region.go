@@ -17,6 +17,8 @@ import (
 
 func regionUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: holdfast region status [--json]\n"+
+		"         (every region's role, leader, lag, canary, health and the member furthest behind; a region is\n"+
+		"         unhealthy while a member is down, on another timeline than the primary, or more than 5s behind)\n"+
 		"       holdfast region switchover --to REGION [--json]\n"+
 		"       holdfast region failover --to REGION [--allow-data-loss] [--force] [--json]\n\n"+
 		"A deployment has regions; the primary region's leader is the primary, every other region is\n"+
@@ -93,7 +95,7 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REGION\tROLE\tLEADER\tRUNNING\tLAG\tLAG TIME\tREPLAY LAG\tCANARY")
+	fmt.Fprintln(tw, "REGION\tROLE\tLEADER\tRUNNING\tLAG\tLAG TIME\tREPLAY LAG\tCANARY\tHEALTH\tWORST MEMBER")
 	for _, r := range regions.Regions {
 		replay := msOrDash(r.ReplayLagMS)
 		lagTime := "-"
@@ -112,8 +114,26 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 				canary += " (" + cs.Waiting + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", r.Name, r.Role, leader, r.Running, r.Members, r.LagBytes, lagTime, replay, canary)
+		health := "healthy"
+		if !r.Healthy {
+			health = fmt.Sprintf("UNHEALTHY (%d)", len(r.Problems))
+		}
+		worst := "-"
+		for _, m := range r.MemberDetail {
+			if m.Name == r.Worst {
+				worst = fmt.Sprintf("%s tl %d", m.Name, m.Timeline)
+				if m.LagSeconds != nil {
+					worst += fmt.Sprintf(" lag %s", time.Duration(*m.LagSeconds*float64(time.Second)).Round(time.Millisecond))
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Role, leader, r.Running, r.Members, r.LagBytes, lagTime, replay, canary, health, worst)
 	}
 	_ = tw.Flush()
+	for _, r := range regions.Regions {
+		for _, p := range r.Problems {
+			fmt.Fprintf(stdout, "%s: %s\n", r.Name, p)
+		}
+	}
 	return exitOK
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -31,7 +32,32 @@ type RegionStatus struct {
 	LagSeconds *float64 `json:"lag_seconds,omitempty"`
 	// Canary is the region's canary state, when one runs.
 	Canary json.RawMessage `json:"canary,omitempty"`
+	// MemberDetail is every member of the region with its timeline and
+	// lag; Worst names the member furthest behind the primary (a standby
+	// region: the one a failover could have to promote if the others were
+	// lost too).
+	MemberDetail []RegionMember `json:"member_detail"`
+	Worst        string         `json:"worst_member,omitempty"`
+	// Healthy is false while a member is not running, is on another
+	// timeline than the primary, or lags more than the bound; Problems
+	// says which and why.
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems,omitempty"`
 }
+
+// RegionMember is one member in `region status`.
+type RegionMember struct {
+	Name       string        `json:"name"`
+	Role       cluster.Role  `json:"role"`
+	State      cluster.State `json:"state"`
+	Timeline   int           `json:"timeline"`
+	LagBytes   int64         `json:"lag_bytes"`
+	LagSeconds *float64      `json:"lag_seconds,omitempty"`
+}
+
+// RegionLagBound is the lag beyond which a standby region's member makes
+// its region unhealthy: a region failover then would lose that much.
+const RegionLagBound = 5 * time.Second
 
 // Regions is the deployment's regions.
 type Regions struct {
@@ -69,17 +95,63 @@ func BuildRegions(cfg config.Config, snap store.Snapshot) Regions {
 			if m.State == cluster.StateRunning {
 				rs.Running++
 			}
+			rm := RegionMember{Name: m.Name, Role: m.Role, State: m.State, Timeline: m.Timeline, LagBytes: m.LagBytes}
+			if m.HeartbeatLag != nil {
+				v := float64(*m.HeartbeatLag) / 1000
+				rm.LagSeconds = &v
+			}
+			rs.MemberDetail = append(rs.MemberDetail, rm)
 			if m.Name == rs.Leader && name != pr {
-				rs.LagBytes, rs.ReplayLagMS = m.LagBytes, m.ReplayLag
-				if m.HeartbeatLag != nil {
-					v := float64(*m.HeartbeatLag) / 1000
-					rs.LagSeconds = &v
-				}
+				rs.LagBytes, rs.ReplayLagMS, rs.LagSeconds = m.LagBytes, m.ReplayLag, rm.LagSeconds
 			}
 		}
+		rs.Worst, rs.Problems = regionHealth(rs, name == pr, primaryTimeline(st))
+		rs.Healthy = len(rs.Problems) == 0
 		out.Regions = append(out.Regions, rs)
 	}
 	return out
+}
+
+func primaryTimeline(st ClusterStatus) int {
+	if p, ok := st.PrimaryMember(); ok {
+		return p.Timeline
+	}
+	return 0
+}
+
+// regionHealth names the region's member furthest behind and what keeps
+// the region from being healthy.
+func regionHealth(rs RegionStatus, primaryRegion bool, primaryTL int) (worst string, problems []string) {
+	if rs.Leader == "" {
+		problems = append(problems, "no leader")
+	}
+	worstLag := math.Inf(-1)
+	for _, m := range rs.MemberDetail {
+		if m.State != cluster.StateRunning {
+			problems = append(problems, fmt.Sprintf("%s is %s", m.Name, m.State))
+			continue
+		}
+		if primaryRegion && m.Role == cluster.RolePrimary {
+			continue
+		}
+		if primaryTL > 0 && m.Timeline != primaryTL {
+			problems = append(problems, fmt.Sprintf("%s is on timeline %d, the primary on %d", m.Name, m.Timeline, primaryTL))
+		}
+		lag := math.Inf(1) // unknown counts as furthest behind
+		if m.LagSeconds != nil {
+			lag = *m.LagSeconds
+		}
+		switch {
+		case m.LagSeconds == nil && !primaryRegion:
+			problems = append(problems, fmt.Sprintf("%s: lag unknown", m.Name))
+		case m.LagSeconds != nil && lag > RegionLagBound.Seconds():
+			problems = append(problems, fmt.Sprintf("%s lags %.1fs (bound %s)", m.Name, lag, RegionLagBound))
+		}
+		if worst == "" || lag > worstLag {
+			worst, worstLag = m.Name, lag
+		}
+	}
+	return worst, problems
 }
 
 // ReadRegions reads the regions' state from etcd, canaries included.

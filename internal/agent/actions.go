@@ -382,7 +382,19 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 		// The new leader has not finished promoting; a standby can already
 		// stream from it (cascading), but copying data needs a primary.
 		if !a.pg.IsInitialized() || a.needsRewind() {
+			a.waitingFor("%s is not a running primary yet (role %s, state %s): nothing to copy or rewind from", leader, lm.Role, lm.State)
 			return nil
+		}
+	}
+	if standbyLeader && (!a.pg.IsInitialized() || a.needsRewind()) {
+		// A copy of a standby leader still on an older timeline than the
+		// primary's would inherit its trouble (it may never reach the
+		// primary's timeline): copy once it is there.
+		if pl := a.primaryLeader(); pl != nil {
+			if pm, ok := a.members[pl.Member]; ok && lm.Timeline < pm.Timeline {
+				a.waitingFor("standby leader %s is on timeline %d, the primary %s on %d: waiting before copying from it", leader, lm.Timeline, pl.Member, pm.Timeline)
+				return nil
+			}
 		}
 	}
 	if !a.pg.IsInitialized() {
@@ -415,15 +427,53 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 			a.lastStatus.SenderHost, a.lastStatus.SenderPort, leader, ci.Host, ci.Port))
 		return nil
 	}
-	if a.lastStatus.WalReceiverStatus == "streaming" {
+	behind := ok && lm.Timeline > a.timelineSeen && a.timelineSeen > 0
+	if a.lastStatus.WalReceiverStatus == "streaming" && !behind {
 		a.followSince = time.Now()
 		return nil
+	}
+	// On an older timeline than the upstream's: a receiver that cannot
+	// switch to it restarts over and over (and shows "streaming" between
+	// attempts). If our WAL goes past the point where our timeline forked
+	// off the upstream's, no amount of streaming will switch it: rewind now
+	// rather than after a timer.
+	if behind && lm.State == cluster.StateRunning && time.Since(a.divergeChecked) > time.Second {
+		a.divergeChecked = time.Now()
+		if why, err := a.divergedFrom(ctx, leader, lm.Timeline); err != nil {
+			a.log.Info("cannot tell whether our WAL left the upstream's history", "upstream", leader, "err", err)
+		} else if why != "" {
+			a.event(ctx, cluster.EventRewind, "%s: rewinding onto %s's timeline %d", why, leader, lm.Timeline)
+			a.markRewind(why)
+			return a.rejoin(ctx, leader)
+		}
 	}
 	if time.Since(a.followSince) > notStreamingRewindAfter && ok && lm.Role == cluster.RolePrimary {
 		a.markRewind(fmt.Sprintf("not streaming from %s for %s", leader, notStreamingRewindAfter))
 		return a.rejoin(ctx, leader)
 	}
 	return nil
+}
+
+// divergedFrom says why our WAL cannot stream onto the upstream's timeline
+// tli ("" when it can, as far as its history tells): our timeline ended, in
+// the upstream's history, before the WAL we have on it.
+func (a *Agent) divergedFrom(ctx context.Context, upstream string, tli int) (string, error) {
+	ci, err := a.connInfo(upstream, true)
+	if err != nil {
+		return "", err
+	}
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	hist, err := postgres.ReadTimelineHistory(hctx, ci, tli)
+	if err != nil {
+		return "", err
+	}
+	mine, at := a.timelineSeen, a.lastStatus.CurrentLSN
+	if !postgres.Diverged(hist, mine, at) {
+		return "", nil
+	}
+	sp, _ := postgres.SwitchPoint(hist, mine)
+	return fmt.Sprintf("WAL on timeline %d goes to %s, past %s where timeline %d forked off it", mine, at, sp, tli), nil
 }
 
 // streamsElsewhere says whether the WAL receiver is connected to another
@@ -465,7 +515,9 @@ func (a *Agent) rejoin(ctx context.Context, leader string) error {
 	}
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	stop := a.inProgress(ctx, "rewinding from "+leader+" (pg_rewind)")
 	err = a.pg.Rewind(rctx, src)
+	stop()
 	cancel()
 	if err != nil {
 		a.event(ctx, cluster.EventRewind, "pg_rewind from %s failed, taking a fresh base backup: %v", leader, err)
@@ -491,7 +543,9 @@ func (a *Agent) cloneFrom(ctx context.Context, leader string) error {
 	}
 	start := time.Now()
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	stop := a.inProgress(ctx, "copying the data directory from "+leader+" (pg_basebackup)")
 	err = a.pg.BaseBackup(bctx, src)
+	stop()
 	cancel()
 	if err != nil {
 		a.state = cluster.StateStopped

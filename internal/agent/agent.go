@@ -89,8 +89,15 @@ type Agent struct {
 	// rcvRestarted is when the WAL receiver was last stopped because it
 	// streamed from another server than the upstream.
 	rcvRestarted time.Time
-	statusOK     time.Time
-	lastStatus   postgres.Status
+	// waitWhy is the last reason logged by waitingFor, since waitSince,
+	// last logged at waitLogged.
+	waitWhy               string
+	waitSince, waitLogged time.Time
+	// divergeChecked is when the upstream's timeline history was last read
+	// to tell whether our WAL left it.
+	divergeChecked time.Time
+	statusOK       time.Time
+	lastStatus     postgres.Status
 	// statusFresh says the last observe read PostgreSQL's status; false
 	// when it kept an earlier reading (a status query that failed).
 	statusFresh bool
@@ -241,7 +248,10 @@ func (a *Agent) startPG(ctx context.Context) error {
 	a.expectExit.Store(false)
 	a.timelineSeen = 0
 	a.xidKnown.Store(false)
-	if err := a.pg.Start(ctx); err != nil {
+	stop := a.inProgress(ctx, "starting postgres (WAL replay may take a while)")
+	err := a.pg.Start(ctx)
+	stop()
+	if err != nil {
 		return err
 	}
 	a.exitCh = a.pg.Exited()

@@ -159,6 +159,16 @@ func (a *Agent) step(ctx context.Context) {
 		// (the receiver stopped) and read now, not kept from before.
 		a.publish(ctx, local, true)
 	}
+	if a.standbyLeaderOrphaned(local) {
+		// The primary region lost its leader: its old primary may be frozen
+		// with walsenders still running, and WAL received from it now may
+		// never be on the new primary's timeline (we could not follow it).
+		// Stop streaming; the new primary is followed once elected.
+		if a.detach(ctx) {
+			a.log.Info("the primary region has no leader: stopped streaming from its old primary until a new one is elected")
+		}
+		local = a.observe(ctx)
+	}
 	lease, _ := a.currentLease()
 	v := cluster.View{
 		Now: time.Now(), Local: local, Topology: a.topo, TopologyRev: a.topoRev,
@@ -180,6 +190,20 @@ func (a *Agent) step(ctx context.Context) {
 		a.lastErr = ""
 	}
 	a.publish(ctx, a.observe(ctx), false)
+}
+
+// standbyLeaderOrphaned says whether we lead a standby region, stream from
+// the primary region, and that region has no leader, outside a region
+// switchover to our region (whose target must keep receiving the old
+// primary's last WAL).
+func (a *Agent) standbyLeaderOrphaned(local cluster.Local) bool {
+	if a.leader == nil || a.leader.Member != a.me.Name || a.region == a.topo.PrimaryRegion || a.topo.PrimaryRegion == "" {
+		return false
+	}
+	if sw := a.topo.Switchover; sw != nil && sw.Region == a.region {
+		return false
+	}
+	return a.upstream != "" && a.primaryLeader() == nil && local.PGRunning && local.InRecovery
 }
 
 // observe reads the local PostgreSQL's state.

@@ -48,8 +48,12 @@ func DefaultCommitterConfig(dsn string) CommitterConfig {
 
 // maxDelayedBatches bounds the batches of permanently failed writes waiting
 // for their next attempt, and of applied ones waiting for the standby
-// regions.
-const maxDelayedBatches = 10000
+// regions. Past it JetStream delivers nothing more and the committer stops
+// committing: at 2,000 writes/s in batches of a few writes, 100,000 batches
+// let a standby region fall behind for minutes before that happens. A
+// batch waiting for a region is kept without its payloads (keys and times
+// only: tens of bytes a write).
+const maxDelayedBatches = 100000
 
 // settledBatch is what became of one batch's writes.
 type settledBatch struct {
@@ -312,7 +316,7 @@ func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
 		if !c.handOn(ctx, it.msg, b) {
 			continue // not acknowledged: the batch is redelivered
 		}
-		acks = append(acks, committed{msg: it.msg, pos: pos, batch: b})
+		acks = append(acks, committed{msg: it.msg, pos: pos, batch: b.withoutPayloads()})
 	}
 	if c.cfg.Replication != nil {
 		select {
@@ -326,6 +330,22 @@ func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
 		c.ack(ctx, a)
 	}
 	return true
+}
+
+// withoutPayloads is b as it waits for its acknowledgement: what settles
+// it (keys, acceptance times, attempts, errors) without the payloads,
+// which are in the database or handed on by then.
+func (b settledBatch) withoutPayloads() settledBatch {
+	strip := func(ws []Write) []Write {
+		out := make([]Write, len(ws))
+		for i, w := range ws {
+			w.Payload = nil
+			out[i] = w
+		}
+		return out
+	}
+	b.applied, b.again, b.dead = strip(b.applied), strip(b.again), strip(b.dead)
+	return b
 }
 
 // handOn stores a batch's failed writes durably (re-enqueued for a later

@@ -210,6 +210,13 @@ func (i *Instance) launch() (*proc, int64, error) {
 	if err := i.removeStalePidFile(); err != nil {
 		return nil, 0, err
 	}
+	// So that it can serve every ancestor's history to a standby that
+	// cascades from it (a base backup brings only the newest file).
+	if written, err := i.CompleteTimelineHistory(); err != nil {
+		i.log.Warn("completing timeline history files", "err", err)
+	} else if len(written) > 0 {
+		i.log.Info("wrote missing timeline history files", "timelines", written)
+	}
 	if err := checkPortFree(i.cfg.ListenAddr, i.cfg.Port); err != nil {
 		return nil, 0, err
 	}
