@@ -114,6 +114,9 @@ type result struct {
 	drain                 []time.Duration
 	drainRate, steadyRate []float64
 	undrained             int
+	// healthy is, per run, how long after the last fault every region was
+	// healthy (-1: not within the bound).
+	healthy []time.Duration
 }
 
 func (r *result) bad() bool {
@@ -138,6 +141,7 @@ func (r *result) add(o result) {
 	r.drainRate = append(r.drainRate, o.drainRate...)
 	r.steadyRate = append(r.steadyRate, o.steadyRate...)
 	r.undrained += o.undrained
+	r.healthy = append(r.healthy, o.healthy...)
 }
 
 func (r *result) print(label string) {
@@ -156,6 +160,20 @@ func (r *result) print(label string) {
 			worst = max(worst, d)
 		}
 		fmt.Printf("  caught up (oldest pending < 2 s, ingest going on) after the last fault: worst %s; runs not caught up or not drained: %d\n", worst.Round(time.Millisecond), r.undrained)
+	}
+	if len(r.healthy) > 0 {
+		var worst time.Duration
+		late := 0
+		for _, d := range r.healthy {
+			if d < 0 || d > time.Minute {
+				late++
+			}
+			if d < 0 {
+				d = 3 * time.Minute
+			}
+			worst = max(worst, d)
+		}
+		fmt.Printf("  every region healthy (each member on the primary's timeline, lag < 5 s) after the last fault: worst %s; runs over 60 s: %d\n", worst.Round(time.Millisecond), late)
 	}
 	for i := range r.drainRate {
 		if i < len(r.steadyRate) && r.steadyRate[i] > 0 {
@@ -223,6 +241,10 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 		}
 	}
 	lastFault := time.Now()
+	// Every region healthy: each member running on the primary's timeline,
+	// less than 5 s behind (holdfast region status).
+	healthy := make(chan time.Duration, 1)
+	go func() { healthy <- regionsHealthy(ctx, c, lastFault, 3*time.Minute) }()
 	// Ingest goes on while the buffer catches up: caught up when the
 	// oldest pending write is younger than 2 s.
 	tr := newRateTracker(ctx, c)
@@ -256,6 +278,7 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 		res.drain = append(res.drain, caughtUp.Sub(lastFault))
 	}
 	res.steadyRate = append(res.steadyRate, cfg.steadyRate)
+	res.healthy = append(res.healthy, <-healthy)
 	log.Printf("run %d: caught up %s after the last fault (peak drain %.0f writes/s), load ended %s after it, drained %s after it",
 		run, durOr(caughtUp, lastFault), tr.peak(), loadEnd.Sub(lastFault).Round(time.Millisecond), durOr(drainedAt, lastFault))
 
@@ -446,4 +469,29 @@ func steadyDrain(ctx context.Context, c *up.Cluster, rate float64) float64 {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return tr.peak()
+}
+
+// regionsHealthy waits until every region is healthy, and returns how long
+// after since that was (-1 if not within timeout).
+func regionsHealthy(ctx context.Context, c *up.Cluster, since time.Time, timeout time.Duration) time.Duration {
+	var last []string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		rs, err := admin.ReadRegions(ctx, c.Sup.Store(), c.Cfg)
+		if err != nil {
+			continue
+		}
+		ok := len(rs.Regions) > 0
+		last = last[:0]
+		for _, r := range rs.Regions {
+			if !r.Healthy {
+				ok = false
+				last = append(last, r.Problems...)
+			}
+		}
+		if ok {
+			return time.Since(since)
+		}
+	}
+	log.Printf("regions not healthy %s after the last fault: %v", timeout, last)
+	return -1
 }

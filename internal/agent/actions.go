@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/cluster"
@@ -404,7 +405,16 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 		return a.rejoin(ctx, leader)
 	}
 	if !a.pg.Running() {
-		return a.startAsStandby(ctx, leader)
+		err := a.startAsStandby(ctx, leader)
+		// PostgreSQL's only word for it is its log: the data directory's
+		// WAL left the upstream's history (a cascading member holding the
+		// same diverged tail as its standby leader had). Rewind.
+		if err != nil && strings.Contains(err.Error(), "does not contain minimum recovery point") {
+			why := fmt.Sprintf("postgres cannot start on %s's timeline %d: its WAL left that history", leader, lm.Timeline)
+			a.event(ctx, cluster.EventRewind, "%s: rewinding", why)
+			a.markRewind(why)
+		}
+		return err
 	}
 	if a.upstream != leader {
 		ci, err := a.connInfo(leader, false)
@@ -447,11 +457,27 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 			return a.rejoin(ctx, leader)
 		}
 	}
-	if time.Since(a.followSince) > notStreamingRewindAfter && ok && lm.Role == cluster.RolePrimary {
+	if time.Since(a.followSince) > notStreamingRewindAfter && ok && a.rewindSource(leader) != "" {
 		a.markRewind(fmt.Sprintf("not streaming from %s for %s", leader, notStreamingRewindAfter))
 		return a.rejoin(ctx, leader)
 	}
 	return nil
+}
+
+// rewindSource is the member to rewind from when following leader: the
+// leader if it is a running primary; else, for a standby region's leader,
+// the primary (a standby's pg_control can still name the timeline it left,
+// and pg_rewind, trusting it, would find nothing to do); "" when neither.
+func (a *Agent) rewindSource(leader string) string {
+	if lm, ok := a.members[leader]; ok && lm.Role == cluster.RolePrimary && lm.State == cluster.StateRunning {
+		return leader
+	}
+	if pl := a.primaryLeader(); pl != nil {
+		if pm, ok := a.members[pl.Member]; ok && pm.Role == cluster.RolePrimary && pm.State == cluster.StateRunning {
+			return pl.Member
+		}
+	}
+	return ""
 }
 
 // divergedFrom says why our WAL cannot stream onto the upstream's timeline
@@ -509,13 +535,17 @@ func (a *Agent) rejoin(ctx context.Context, leader string) error {
 	if err := a.stopPG(ctx, postgres.StopFast); err != nil {
 		return fmt.Errorf("rejoin: %w", err)
 	}
-	src, err := a.connInfo(leader, true)
+	from := a.rewindSource(leader)
+	if from == "" {
+		from = leader
+	}
+	src, err := a.connInfo(from, true)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	stop := a.inProgress(ctx, "rewinding from "+leader+" (pg_rewind)")
+	stop := a.inProgress(ctx, "rewinding from "+from+" (pg_rewind)")
 	err = a.pg.Rewind(rctx, src)
 	stop()
 	cancel()
