@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DATA_DIR ?= holdfast-data
 
-.PHONY: build test verify demo deps ui-deps ui bench bench-proxy bench-buffer bench-api clean
+.PHONY: build test verify demo deps ui-deps ui bench bench-proxy bench-buffer bench-api bench-compound clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
@@ -52,6 +52,11 @@ bench-buffer: deps
 # ToDo API through holdfast up: GET by id, POST direct and buffered.
 bench-api: deps
 	./bench/api.sh
+
+# faults back to back (kill -9, SIGSTOP of the primary every 4 s) under buffer and proxy load,
+# every acknowledged write reconciled; drain after the faults against a steady drain.
+bench-compound: deps
+	./bench/compound.sh
 
 clean:
 	rm -rf bin

@@ -134,19 +134,21 @@ func (c *Committer) regionAckLoop(ctx context.Context) {
 			continue
 		}
 		n := 0
+		var acks []committed
 	judging:
 		for _, e := range queue {
 			switch judge(e.pos, r) {
 			case verdictWait:
 				break judging
 			case verdictAck:
-				c.ack(ctx, e)
+				acks = append(acks, e)
 			case verdictRedeliver:
 				c.Redelivered.Add(1)
 				_ = e.msg.Nak()
 			}
 			n++
 		}
+		c.ackAll(ctx, acks)
 		queue = queue[n:]
 		c.awaitingRegions.Store(int64(len(queue)))
 	}
