@@ -339,7 +339,18 @@ func (a *Agent) promote(ctx context.Context) error {
 // member can report its WAL position while there is no leader.
 func (a *Agent) startStandby(ctx context.Context) error {
 	if !a.pg.IsInitialized() || a.needsRewind() {
+		// A standby region's leader left with nothing usable (a copy that
+		// failed halfway, a rewind whose source died) repairs itself from
+		// the primary: the members cascading from it would otherwise wait
+		// on it, and it on nobody, for good.
+		if a.region != a.topo.PrimaryRegion && a.leader != nil && a.leader.Member == a.me.Name {
+			if pl := a.primaryLeader(); pl != nil {
+				a.log.Info("standby leader without usable data: repairing from the primary", "primary", pl.Member, "initialized", a.pg.IsInitialized(), "needs_rewind", a.needsRewind())
+				return a.follow(ctx, pl.Member)
+			}
+		}
 		// Nothing to report, or WAL that may not be trusted: wait for a leader.
+		a.waitingFor("no usable data (initialized %v, needs rewind %v): waiting for a leader to copy or rewind from", a.pg.IsInitialized(), a.needsRewind())
 		return nil
 	}
 	return a.startAsStandby(ctx, "")
