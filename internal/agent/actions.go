@@ -365,6 +365,10 @@ func (a *Agent) startAsStandby(ctx context.Context, upstream string) error {
 		}
 		s.PrimaryConnInfo = &ci
 	}
+	if wait := time.Until(a.startRetryAt); wait > 0 {
+		a.waitingFor("postgres failed to start %d times in a row; next attempt in %s", a.startFailures, wait.Round(time.Millisecond))
+		return nil
+	}
 	if err := a.pg.WriteConfig(s); err != nil {
 		return err
 	}
@@ -374,8 +378,13 @@ func (a *Agent) startAsStandby(ctx context.Context, upstream string) error {
 	defer cancel()
 	if err := a.startPG(sctx); err != nil {
 		a.state = cluster.StateStopped
+		// A start that fails at once (its exit wakes the loop) must not
+		// be retried in a tight loop: back off up to 10 s.
+		a.startFailures++
+		a.startRetryAt = time.Now().Add(min(time.Duration(a.startFailures)*500*time.Millisecond, 10*time.Second))
 		return fmt.Errorf("start standby: %w", err)
 	}
+	a.startFailures, a.startRetryAt = 0, time.Time{}
 	a.standby = true
 	a.upstream = upstream
 	a.followSince = time.Now()
@@ -417,13 +426,31 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 	}
 	if !a.pg.Running() {
 		err := a.startAsStandby(ctx, leader)
+		if err == nil {
+			return nil
+		}
 		// PostgreSQL's only word for it is its log: the data directory's
 		// WAL left the upstream's history (a cascading member holding the
-		// same diverged tail as its standby leader had). Rewind.
-		if err != nil && strings.Contains(err.Error(), "does not contain minimum recovery point") {
+		// same diverged tail as its standby leader had).
+		if offHistory(err) {
 			why := fmt.Sprintf("postgres cannot start on %s's timeline %d: its WAL left that history", leader, lm.Timeline)
+			if time.Since(a.rewoundAt) < time.Minute {
+				// A rewind just now found nothing to do, and did not help:
+				// take a fresh copy.
+				a.event(ctx, cluster.EventRewind, "%s, even after pg_rewind: taking a fresh copy", why)
+				if rerr := a.pg.RemoveData(); rerr != nil {
+					return fmt.Errorf("%w; removing the data directory: %v", err, rerr)
+				}
+				src := a.rewindSource(leader)
+				if src == "" {
+					src = leader
+				}
+				a.startRetryAt = time.Time{}
+				return a.cloneFrom(ctx, src)
+			}
 			a.event(ctx, cluster.EventRewind, "%s: rewinding", why)
 			a.markRewind(why)
+			a.startRetryAt = time.Time{}
 		}
 		return err
 	}
@@ -473,6 +500,15 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 		return a.rejoin(ctx, leader)
 	}
 	return nil
+}
+
+// offHistory says whether PostgreSQL refused to start because its data
+// directory is not on the requested timeline's history (its log is the
+// only place that says so).
+func offHistory(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "does not contain minimum recovery point") ||
+		strings.Contains(msg, "is not a child of this server's history")
 }
 
 // rewindSource is the member to rewind from when following leader: the
@@ -568,6 +604,7 @@ func (a *Agent) rejoin(ctx context.Context, leader string) error {
 		return a.cloneFrom(ctx, leader)
 	}
 	_ = os.Remove(a.rewindMarker())
+	a.rewoundAt = time.Now()
 	if err := a.startAsStandby(ctx, leader); err != nil {
 		return err
 	}

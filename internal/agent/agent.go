@@ -93,6 +93,11 @@ type Agent struct {
 	// last logged at waitLogged.
 	waitWhy               string
 	waitSince, waitLogged time.Time
+	// startFailures counts failed starts in a row, startRetryAt is when
+	// the next may be tried; rewoundAt is when pg_rewind last succeeded.
+	startFailures int
+	startRetryAt  time.Time
+	rewoundAt     time.Time
 	// divergeChecked is when the upstream's timeline history was last read
 	// to tell whether our WAL left it.
 	divergeChecked time.Time
