@@ -177,7 +177,11 @@ func (r *result) print(label string) {
 	}
 	for i := range r.drainRate {
 		if i < len(r.steadyRate) && r.steadyRate[i] > 0 {
-			fmt.Printf("  run %d: peak drain after the faults %.0f writes/s, steady drain %.0f writes/s: ratio %.2f\n", i+1, r.drainRate[i], r.steadyRate[i], r.drainRate[i]/r.steadyRate[i])
+			label := fmt.Sprintf("run %d of these: ", i+1)
+			if len(r.drainRate) == 1 {
+				label = ""
+			}
+			fmt.Printf("  %speak drain after the faults %.0f writes/s, steady drain %.0f writes/s: ratio %.2f\n", label, r.drainRate[i], r.steadyRate[i], r.drainRate[i]/r.steadyRate[i])
 		}
 	}
 }
