@@ -27,7 +27,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +36,7 @@ import (
 	"github.com/holdfast/holdfast/internal/buffer"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/drill"
+	"github.com/holdfast/holdfast/internal/proc"
 )
 
 func main() {
@@ -55,7 +55,7 @@ func main() {
 
 	kindList := strings.Split(*kinds, ",")
 	for _, k := range kindList {
-		if k != "kill-postmaster" && k != "kill-node" && k != "pause" {
+		if k != proc.FaultKillPostmaster && k != proc.FaultKillNode && k != proc.FaultPause {
 			log.Fatalf("-kinds: unknown fault %q (kill-postmaster, kill-node, pause)", k)
 		}
 	}
@@ -226,23 +226,12 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 		}
 		next = time.Now().Add(cfg.every)
 		log.Printf("run %d fault %d: %s of %s (agent %d, postmaster %d, timeline %d)", run, i+1, kind, p.Name, p.AgentPID, p.PID, p.Timeline)
-		switch kind {
-		case "kill-postmaster":
-			_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		case "kill-node":
-			_ = syscall.Kill(p.AgentPID, syscall.SIGKILL)
-			_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		case "pause":
-			_ = syscall.Kill(p.AgentPID, syscall.SIGSTOP)
-			_ = syscall.Kill(p.PID, syscall.SIGSTOP)
-			resumes.Add(1)
-			go func(agent, pm int) {
-				defer resumes.Done()
-				time.Sleep(cfg.pause)
-				_ = syscall.Kill(pm, syscall.SIGCONT)
-				_ = syscall.Kill(agent, syscall.SIGCONT)
-			}(p.AgentPID, p.PID)
+		resumed, err := proc.MemberFault(kind, p.AgentPID, p.PID, cfg.pause)
+		if err != nil {
+			log.Printf("run %d fault %d: %v", run, i+1, err)
 		}
+		resumes.Add(1)
+		go func() { defer resumes.Done(); <-resumed }()
 	}
 	lastFault := time.Now()
 	// Every region healthy: each member running on the primary's timeline,

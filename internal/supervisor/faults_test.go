@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/holdfast/holdfast/internal/buffer"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/drill"
+	"github.com/holdfast/holdfast/internal/proc"
 )
 
 // TestFaultsBackToBack: faults as real outages bring them, one every 4 s
@@ -36,29 +36,19 @@ func TestFaultsBackToBack(t *testing.T) {
 
 	var resumes sync.WaitGroup
 	defer resumes.Wait()
-	kinds := []string{"kill-postmaster", "kill-node", "pause", "kill-postmaster", "pause", "kill-node"}
+	kinds := []string{proc.FaultKillPostmaster, proc.FaultKillNode, proc.FaultPause, proc.FaultKillPostmaster, proc.FaultPause, proc.FaultKillNode}
 	for i, kind := range kinds {
 		p, ok := runningPrimary(ctx, h, 2*time.Minute)
 		if !ok {
 			t.Fatalf("fault %d: no primary within 2 minutes", i+1)
 		}
 		t.Logf("fault %d: %s of %s (timeline %d)", i+1, kind, p.Name, p.Timeline)
-		switch kind {
-		case "kill-postmaster":
-			_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		case "kill-node":
-			_ = syscall.Kill(p.AgentPID, syscall.SIGKILL)
-			_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		case "pause":
-			_ = syscall.Kill(p.AgentPID, syscall.SIGSTOP)
-			_ = syscall.Kill(p.PID, syscall.SIGSTOP)
-			resumes.Add(1)
-			time.AfterFunc(6*time.Second, func() {
-				defer resumes.Done()
-				_ = syscall.Kill(p.PID, syscall.SIGCONT)
-				_ = syscall.Kill(p.AgentPID, syscall.SIGCONT)
-			})
+		resumed, err := proc.MemberFault(kind, p.AgentPID, p.PID, 6*time.Second)
+		if err != nil {
+			t.Logf("fault %d: %v", i+1, err)
 		}
+		resumes.Add(1)
+		go func() { defer resumes.Done(); <-resumed }()
 		// The schedule, not a wait for anything: the next fault comes 4 s
 		// later whatever the cluster has done meanwhile.
 		time.Sleep(4 * time.Second)
