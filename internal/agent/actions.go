@@ -187,7 +187,7 @@ func (a *Agent) restartPrimary(ctx context.Context) error {
 	a.standby = false
 	a.syncList = names
 	a.state = cluster.StateRunning
-	_ = os.Remove(a.rewindMarker())
+	a.repaired()
 	a.event(ctx, cluster.EventPostgresRestarted, "restarted postgres in place as primary")
 	return nil
 }
@@ -301,6 +301,16 @@ func (a *Agent) maintainStandbyLeader(ctx context.Context) error {
 func (a *Agent) promote(ctx context.Context) error {
 	a.leading.Store(true)
 	names, n := a.initialSync()
+	// Every member listed in synchronous_standby_names may confirm commits
+	// once we are promoted: the recorded set must name them first, or an
+	// election after our death finds no member known to hold every commit
+	// (a region failover leaves the set empty: the members of the new
+	// primary region were never in it).
+	if union := sortedUnion(a.topo.SyncSet, names); len(names) > 0 && !slices.Equal(union, sorted(a.topo.SyncSet)) {
+		if err := a.setSyncSet(ctx, union); err != nil {
+			return fmt.Errorf("promote: %w", err)
+		}
+	}
 	// Slots first, while still a standby, so that replicas re-pointed at us
 	// find them at once.
 	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
@@ -325,7 +335,7 @@ func (a *Agent) promote(ctx context.Context) error {
 	a.syncPending = nil
 	a.upstream = ""
 	a.state = cluster.StateRunning
-	_ = os.Remove(a.rewindMarker())
+	a.repaired()
 	a.generation = a.topo.Generation
 	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
 		a.log.Warn("create replication slots", "err", err)
@@ -357,6 +367,12 @@ func (a *Agent) startStandby(ctx context.Context) error {
 }
 
 func (a *Agent) startAsStandby(ctx context.Context, upstream string) error {
+	if a.pg.Running() {
+		// Started and still recovering, not consistent yet (observe reports
+		// it down until it answers): nothing to start.
+		a.waitingFor("postgres is recovering and accepts no connections yet")
+		return nil
+	}
 	s := postgres.Settings{Standby: true, PrimarySlot: postgres.SlotName(a.me.Name)}
 	if upstream != "" {
 		ci, err := a.connInfo(upstream, false)
@@ -374,9 +390,19 @@ func (a *Agent) startAsStandby(ctx context.Context, upstream string) error {
 	}
 	a.state = cluster.StateStarting
 	a.publish(ctx, a.observe(ctx), true)
-	sctx, cancel := context.WithTimeout(ctx, a.cfg.Agent.StartTimeout.D())
+	sctx, cancel := context.WithTimeout(ctx, min(a.cfg.Agent.StartTimeout.D(), standbyReadyWait))
 	defer cancel()
-	if err := a.startPG(sctx); err != nil {
+	err := a.startPG(sctx)
+	if errors.Is(err, postgres.ErrStartTimeout) && a.pg.Running() {
+		// Not consistent yet: it replays, or waits for WAL from an upstream
+		// that may be gone (frozen, failed over). Waiting here would leave
+		// the member deaf to a new leader for the whole start timeout:
+		// carry on, and re-point it or rewind it as the cluster moves.
+		a.exitCh = a.pg.Exited()
+		a.log.Info("postgres started but accepts no connections yet (recovery goes on); carrying on", "upstream", upstream, "waited", standbyReadyWait)
+		err = nil
+	}
+	if err != nil {
 		a.state = cluster.StateStopped
 		// A start that fails at once (its exit wakes the loop) must not
 		// be retried in a tight loop: back off up to 10 s.
@@ -418,11 +444,22 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 			}
 		}
 	}
-	if !a.pg.IsInitialized() {
-		return a.cloneFrom(ctx, leader)
-	}
-	if a.needsRewind() {
-		return a.rejoin(ctx, leader)
+	if !a.pg.IsInitialized() || a.needsRewind() {
+		if wait := time.Until(a.repairRetryAt); wait > 0 {
+			a.waitingFor("%d attempts to repair the data directory failed in a row; next in %s", a.repairFailures, wait.Round(time.Millisecond))
+			return nil
+		}
+		var err error
+		switch {
+		case !a.pg.IsInitialized():
+			err = a.cloneFrom(ctx, leader)
+		case a.needsCopy():
+			err = a.recopy(ctx, leader)
+		default:
+			err = a.rejoin(ctx, leader)
+		}
+		a.repairDone(err)
+		return err
 	}
 	if !a.pg.Running() {
 		err := a.startAsStandby(ctx, leader)
@@ -436,17 +473,13 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 			why := fmt.Sprintf("postgres cannot start on %s's timeline %d: its WAL left that history", leader, lm.Timeline)
 			if time.Since(a.rewoundAt) < time.Minute {
 				// A rewind just now found nothing to do, and did not help:
-				// take a fresh copy.
+				// take a fresh copy (the data stays until it is complete).
 				a.event(ctx, cluster.EventRewind, "%s, even after pg_rewind: taking a fresh copy", why)
-				if rerr := a.pg.RemoveData(); rerr != nil {
-					return fmt.Errorf("%w; removing the data directory: %v", err, rerr)
-				}
-				src := a.rewindSource(leader)
-				if src == "" {
-					src = leader
-				}
+				a.markCopy(why + ", even after pg_rewind")
 				a.startRetryAt = time.Time{}
-				return a.cloneFrom(ctx, src)
+				err := a.recopy(ctx, leader)
+				a.repairDone(err)
+				return err
 			}
 			a.event(ctx, cluster.EventRewind, "%s: rewinding", why)
 			a.markRewind(why)
@@ -492,14 +525,36 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 		} else if why != "" {
 			a.event(ctx, cluster.EventRewind, "%s: rewinding onto %s's timeline %d", why, leader, lm.Timeline)
 			a.markRewind(why)
-			return a.rejoin(ctx, leader)
+			err := a.rejoin(ctx, leader)
+			a.repairDone(err)
+			return err
 		}
 	}
-	if time.Since(a.followSince) > notStreamingRewindAfter && ok && a.rewindSource(leader) != "" {
-		a.markRewind(fmt.Sprintf("not streaming from %s for %s", leader, notStreamingRewindAfter))
-		return a.rejoin(ctx, leader)
+	notStreaming := notStreamingRewindAfter
+	if a.statusOK.IsZero() {
+		// Not consistent yet (see startAsStandby): replaying its own WAL
+		// may take long, and the start timeout bounds that.
+		notStreaming = max(notStreaming, a.cfg.Agent.StartTimeout.D())
+	}
+	if time.Since(a.followSince) > notStreaming && ok && a.rewindSource(leader) != "" {
+		a.markRewind(fmt.Sprintf("not streaming from %s for %s", leader, notStreaming))
+		err := a.rejoin(ctx, leader)
+		a.repairDone(err)
+		return err
 	}
 	return nil
+}
+
+// repairDone backs off repairs (rewind, copy) that fail in a row, up to
+// 10 s: their source is usually down, and retrying at once only fills the
+// logs.
+func (a *Agent) repairDone(err error) {
+	if err == nil {
+		a.repairFailures, a.repairRetryAt = 0, time.Time{}
+		return
+	}
+	a.repairFailures++
+	a.repairRetryAt = time.Now().Add(min(time.Duration(a.repairFailures)*time.Second, 10*time.Second))
 }
 
 // offHistory says whether PostgreSQL refused to start because its data
@@ -597,13 +652,19 @@ func (a *Agent) rejoin(ctx context.Context, leader string) error {
 	stop()
 	cancel()
 	if err != nil {
-		a.event(ctx, cluster.EventRewind, "pg_rewind from %s failed, taking a fresh base backup: %v", leader, err)
-		if err := a.pg.RemoveData(); err != nil {
+		if !errors.Is(err, postgres.ErrRewindFailed) {
+			// The source could not be reached: nothing was touched, and the
+			// data directory may hold WAL no one else has. Try again later.
+			a.state = cluster.StateStopped
 			return fmt.Errorf("rejoin: %w", err)
 		}
-		return a.cloneFrom(ctx, leader)
+		// pg_rewind may have left the data directory half rewound: only a
+		// fresh copy repairs it, and until one is complete the data stays.
+		a.markCopy(fmt.Sprintf("pg_rewind from %s failed: %v", from, err))
+		a.event(ctx, cluster.EventRewind, "pg_rewind from %s failed, taking a fresh copy (the data directory stays until it is complete): %v", from, err)
+		return a.recopy(ctx, leader)
 	}
-	_ = os.Remove(a.rewindMarker())
+	a.repaired()
 	a.rewoundAt = time.Now()
 	if err := a.startAsStandby(ctx, leader); err != nil {
 		return err
@@ -612,25 +673,53 @@ func (a *Agent) rejoin(ctx context.Context, leader string) error {
 	return nil
 }
 
+// cloneFrom copies an empty data directory from leader.
 func (a *Agent) cloneFrom(ctx context.Context, leader string) error {
+	return a.copyFrom(ctx, leader, leader, false)
+}
+
+// recopy replaces a data directory that only a fresh copy can repair: the
+// copy is made beside it and swapped in once complete, so that a source
+// dying halfway leaves the data as it was (it may be the only copy of
+// acknowledged commits).
+func (a *Agent) recopy(ctx context.Context, leader string) error {
+	src := a.rewindSource(leader)
+	if src == "" {
+		src = leader
+	}
+	return a.copyFrom(ctx, src, leader, true)
+}
+
+// copyFrom copies the data directory from the member from, then streams
+// from leader.
+func (a *Agent) copyFrom(ctx context.Context, from, leader string, replace bool) error {
 	a.state = cluster.StateRejoining
 	a.publish(ctx, a.observe(ctx), true)
-	src, err := a.connInfo(leader, false)
+	if a.pg.Running() {
+		if err := a.stopPG(ctx, postgres.StopFast); err != nil {
+			return fmt.Errorf("copy from %s: %w", from, err)
+		}
+	}
+	src, err := a.connInfo(from, false)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	stop := a.inProgress(ctx, "copying the data directory from "+leader+" (pg_basebackup)")
-	err = a.pg.BaseBackup(bctx, src)
+	stop := a.inProgress(ctx, "copying the data directory from "+from+" (pg_basebackup)")
+	if replace {
+		err = a.pg.Recopy(bctx, src)
+	} else {
+		err = a.pg.BaseBackup(bctx, src)
+	}
 	stop()
 	cancel()
 	if err != nil {
 		a.state = cluster.StateStopped
-		return fmt.Errorf("base backup from %s: %w", leader, err)
+		return fmt.Errorf("base backup from %s: %w", from, err)
 	}
-	_ = os.Remove(a.rewindMarker())
-	a.event(ctx, cluster.EventBaseBackup, "copied the data directory from %s (%s)", leader, time.Since(start).Round(time.Millisecond))
+	a.repaired()
+	a.event(ctx, cluster.EventBaseBackup, "copied the data directory from %s (%s)", from, time.Since(start).Round(time.Millisecond))
 	return a.startAsStandby(ctx, leader)
 }
 

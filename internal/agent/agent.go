@@ -30,6 +30,10 @@ const pgUnhealthyAfter = 3 * time.Second
 // streaming after this long is assumed to have diverged and is rewound.
 const notStreamingRewindAfter = 10 * time.Second
 
+// standbyReadyWait bounds how long a standby start waits for PostgreSQL to
+// accept connections before the loop goes on (recovery goes on too).
+const standbyReadyWait = 5 * time.Second
+
 // Agent runs one member. Create it with New, then call Run.
 type Agent struct {
 	cfg     config.Config
@@ -97,6 +101,10 @@ type Agent struct {
 	// the next may be tried; rewoundAt is when pg_rewind last succeeded.
 	startFailures int
 	startRetryAt  time.Time
+	// repairFailures counts failed rewinds and copies in a row (their
+	// source down, say), repairRetryAt is when the next may run.
+	repairFailures int
+	repairRetryAt  time.Time
 	rewoundAt     time.Time
 	// divergeChecked is when the upstream's timeline history was last read
 	// to tell whether our WAL left it.
@@ -135,6 +143,9 @@ func New(cfg config.Config, name string, st *store.Store, log *slog.Logger) (*Ag
 	log = log.With("component", "agent", "member", name)
 	pg, err := postgres.New(PostgresConfig(cfg, m, admin, repl), log)
 	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", name, err)
+	}
+	if err := pg.RecoverRecopy(); err != nil {
 		return nil, fmt.Errorf("agent %s: %w", name, err)
 	}
 	return &Agent{
@@ -227,9 +238,34 @@ func (a *Agent) markRewind(why string) {
 	}
 }
 
+// needsRewind says whether the data directory may not be used as it is:
+// it needs a rewind, or a fresh copy (needsCopy).
 func (a *Agent) needsRewind() bool {
 	_, err := os.Stat(a.rewindMarker())
+	return err == nil || a.needsCopy()
+}
+
+// copyMarker records that only a fresh copy can repair the data directory
+// (pg_rewind failed on it, and may have left it half rewound). The data
+// stays until a copy is complete (postgres.Instance.Recopy): the source may
+// die halfway, and a directory it needed may hold the only copy of WAL.
+func (a *Agent) copyMarker() string { return filepath.Join(a.dir, "copy-needed") }
+
+func (a *Agent) markCopy(why string) {
+	if err := os.WriteFile(a.copyMarker(), []byte(why+"\n"), 0o600); err != nil {
+		a.log.Error("cannot record that a fresh copy is needed", "err", err)
+	}
+}
+
+func (a *Agent) needsCopy() bool {
+	_, err := os.Stat(a.copyMarker())
 	return err == nil
+}
+
+// repaired forgets the markers once the data directory is usable again.
+func (a *Agent) repaired() {
+	_ = os.Remove(a.rewindMarker())
+	_ = os.Remove(a.copyMarker())
 }
 
 func (a *Agent) others() []string {
@@ -252,6 +288,8 @@ func (a *Agent) others() []string {
 func (a *Agent) startPG(ctx context.Context) error {
 	a.expectExit.Store(false)
 	a.timelineSeen = 0
+	// Nothing observed of the previous postmaster describes the new one.
+	a.statusOK, a.lastStatus = time.Time{}, postgres.Status{}
 	a.xidKnown.Store(false)
 	stop := a.inProgress(ctx, "starting postgres (WAL replay may take a while)")
 	err := a.pg.Start(ctx)

@@ -226,6 +226,10 @@ func (a *Agent) observe(ctx context.Context) cluster.Local {
 	} else if !a.statusOK.IsZero() && time.Since(a.statusOK) > pgUnhealthyAfter {
 		a.log.Warn("postgres is running but not answering", "err", err, "since", a.statusOK)
 		return l
+	} else if a.statusOK.IsZero() && a.standby {
+		// A standby not consistent yet (see startAsStandby): it has no WAL
+		// position to report, nor any other state worth publishing.
+		return l
 	}
 	l.PGRunning = true
 	l.InRecovery = a.standby

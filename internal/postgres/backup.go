@@ -12,10 +12,11 @@ import (
 
 // BaseBackup clones DataDir from the running member src with pg_basebackup
 // (WAL streamed alongside, fast checkpoint on the source). DataDir must be
-// absent or empty: call RemoveData first. src gives host and port; empty
-// User and Password default to the replication role. The password is passed
-// in PGPASSWORD, never on the command line. On failure the partial copy is
-// removed, so a later start cannot run on half a data directory.
+// absent or empty: to replace a data directory, use Recopy. src gives host
+// and port; empty User and Password default to the replication role. The
+// password is passed in PGPASSWORD, never on the command line. On failure
+// the partial copy is removed, so a later start cannot run on half a data
+// directory.
 func (i *Instance) BaseBackup(ctx context.Context, src ConnInfo) error {
 	i.opMu.Lock()
 	defer i.opMu.Unlock()
@@ -25,7 +26,100 @@ func (i *Instance) BaseBackup(ctx context.Context, src ConnInfo) error {
 	if err := i.checkEmptyDataDir(); err != nil {
 		return fmt.Errorf("basebackup: %w", err)
 	}
-	if err := i.mkdirOwned(i.cfg.DataDir, 0o700); err != nil {
+	if err := i.baseBackupInto(ctx, i.cfg.DataDir, src); err != nil {
+		if rerr := i.removeDataContents(); rerr != nil {
+			i.log.Error("could not remove partial base backup", "err", rerr)
+		}
+		return err
+	}
+	return i.writeDataDirStub()
+}
+
+// Recopy replaces DataDir with a fresh copy of the running member src
+// (a data directory pg_rewind could not repair, or whose WAL left the
+// upstream's history). The copy is made beside DataDir and swapped in only
+// once complete: until then, and for good if the copy fails (the source
+// dies halfway, say), the current data directory stays as it was. A crash
+// during the swap is finished by RecoverRecopy. It needs room for a second
+// copy on DataDir's file system.
+func (i *Instance) Recopy(ctx context.Context, src ConnInfo) error {
+	i.opMu.Lock()
+	defer i.opMu.Unlock()
+	if i.Running() {
+		return fmt.Errorf("recopy: %w", ErrRunning)
+	}
+	if err := i.finishSwap(); err != nil {
+		return fmt.Errorf("recopy: %w", err)
+	}
+	staging, copied := i.cfg.DataDir+stagingSuffix, i.cfg.DataDir+copiedSuffix
+	if err := i.baseBackupInto(ctx, staging, src); err != nil {
+		if rerr := os.RemoveAll(staging); rerr != nil {
+			i.log.Error("could not remove partial copy", "dir", staging, "err", rerr)
+		}
+		return fmt.Errorf("recopy (the data directory is unchanged): %w", err)
+	}
+	// Complete: the rename marks it so, whatever happens next.
+	if err := os.Rename(staging, copied); err != nil {
+		return fmt.Errorf("recopy: %w", err)
+	}
+	if err := i.finishSwap(); err != nil {
+		return fmt.Errorf("recopy: %w", err)
+	}
+	return i.writeDataDirStub()
+}
+
+// The directories beside DataDir that Recopy uses: a copy in progress, a
+// complete copy not swapped in yet, and the replaced data being removed.
+const (
+	stagingSuffix  = ".copying"
+	copiedSuffix   = ".copied"
+	replacedSuffix = ".replaced"
+)
+
+// RecoverRecopy finishes a Recopy that a crash interrupted (see
+// finishSwap). The member's agent calls it before anything reads DataDir.
+func (i *Instance) RecoverRecopy() error {
+	i.opMu.Lock()
+	defer i.opMu.Unlock()
+	if err := i.finishSwap(); err != nil {
+		return fmt.Errorf("finish an interrupted copy of %s: %w", i.cfg.DataDir, err)
+	}
+	return nil
+}
+
+// finishSwap completes a Recopy that a crash interrupted: a complete copy
+// replaces DataDir; a partial one and replaced data are removed.
+func (i *Instance) finishSwap() error {
+	dd := i.cfg.DataDir
+	copied, replaced := dd+copiedSuffix, dd+replacedSuffix
+	if _, err := os.Lstat(copied); err == nil {
+		if _, err := os.Lstat(dd); err == nil {
+			if err := os.RemoveAll(replaced); err != nil {
+				return err
+			}
+			if err := os.Rename(dd, replaced); err != nil {
+				return err
+			}
+		}
+		if err := os.Rename(copied, dd); err != nil {
+			return err
+		}
+		i.log.Info("swapped in a fresh copy of the data directory", "data_dir", dd)
+	} else if !os.IsNotExist(err) {
+		return err
+	}
+	for _, d := range []string{replaced, dd + stagingSuffix} {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// baseBackupInto runs pg_basebackup from src into dir, an absent or empty
+// directory.
+func (i *Instance) baseBackupInto(ctx context.Context, dir string, src ConnInfo) error {
+	if err := i.mkdirOwned(dir, 0o700); err != nil {
 		return fmt.Errorf("basebackup: data dir: %w", err)
 	}
 	if src.User == "" {
@@ -43,23 +137,17 @@ func (i *Instance) BaseBackup(ctx context.Context, src ConnInfo) error {
 	// member name, its WAL stream could count as a synchronous standby.
 	src.AppName = ""
 
-	i.log.Info("pg_basebackup", "source", fmt.Sprintf("%s:%d", src.Host, src.Port), "data_dir", i.cfg.DataDir)
+	i.log.Info("pg_basebackup", "source", fmt.Sprintf("%s:%d", src.Host, src.Port), "data_dir", dir)
 	start := time.Now()
 	_, err := i.runTool(ctx, "pg_basebackup", []string{"PGPASSWORD=" + password},
-		"-D", i.cfg.DataDir,
+		"-D", dir,
 		"-d", src.String(),
 		"-X", "stream",
 		"--checkpoint=fast",
 		"--no-password",
 	)
 	if err != nil {
-		if rerr := i.removeDataContents(); rerr != nil {
-			i.log.Error("could not remove partial base backup", "err", rerr)
-		}
 		return fmt.Errorf("basebackup from %s:%d: %w", src.Host, src.Port, err)
-	}
-	if err := i.writeDataDirStub(); err != nil {
-		return fmt.Errorf("basebackup: %w", err)
 	}
 	i.log.Info("pg_basebackup done", "took", time.Since(start))
 	return nil

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -652,6 +653,49 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	step("recopy_keeps_data_until_complete", func(t *testing.T) {
+		// a (a standby of b) is replaced by a fresh copy of b. A copy that
+		// fails (its source unreachable) leaves the data directory as it
+		// was: it may be the only copy of acknowledged commits.
+		ctx := ctxT(t, 90*time.Second)
+		if err := a.Stop(ctx, StopFast); err != nil {
+			t.Fatal(err)
+		}
+		mark := filepath.Join(a.Config().DataDir, "holdfast-test-old-data")
+		if err := os.WriteFile(mark, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := a.Recopy(ctx, ConnInfo{Host: "127.0.0.1", Port: freePort(t)})
+		if err == nil || !strings.Contains(err.Error(), "unchanged") {
+			t.Fatalf("Recopy from a closed port = %v; want an error saying the data is unchanged", err)
+		}
+		if _, err := os.Stat(mark); err != nil || !a.IsInitialized() {
+			t.Fatalf("data directory touched by a failed copy: %v, initialized %v", err, a.IsInitialized())
+		}
+		if err := a.Recopy(ctx, ConnInfo{Host: "127.0.0.1", Port: bPort}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(mark); !os.IsNotExist(err) {
+			t.Fatalf("old data still in place after Recopy: %v", err)
+		}
+		for _, sfx := range []string{stagingSuffix, copiedSuffix, replacedSuffix} {
+			if _, err := os.Stat(a.Config().DataDir + sfx); !os.IsNotExist(err) {
+				t.Errorf("%s left behind: %v", a.Config().DataDir+sfx, err)
+			}
+		}
+		if err := a.WriteConfig(Settings{Standby: true, PrimaryConnInfo: &ConnInfo{Host: "127.0.0.1", Port: bPort}, PrimarySlot: SlotName("home-a")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitStreaming(t, b, "home-a")
+		got := queryStrings(t, a, "SELECT v FROM t WHERE v IN ('before', 'after_promote', 'diverged') ORDER BY v")
+		if !slices.Equal(got, []string{"after_promote", "before"}) {
+			t.Errorf("copied standby rows = %q", got)
+		}
+	})
+
 	step("stop_escalates", func(t *testing.T) {
 		// A smart shutdown waits for clients; when ctx expires Stop
 		// escalates and the server is gone all the same.
@@ -728,6 +772,74 @@ func TestCluster(t *testing.T) {
 			t.Error("initialized after RemoveData")
 		}
 	})
+}
+
+// TestRecoverRecopy: a crash during Recopy's swap is finished by the next
+// agent: a complete copy replaces the data directory, partial ones go.
+func TestRecoverRecopy(t *testing.T) {
+	write := func(t *testing.T, dir, name string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Data directories belong to the postgres user.
+		if os.Geteuid() == 0 {
+			u, err := user.Lookup("postgres")
+			if err != nil {
+				t.Skip(err)
+			}
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			if err := os.Chown(dir, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		dirs     map[string]string // suffix of DataDir -> a file in it
+		wantFile string            // in DataDir afterwards; "" for no DataDir
+	}{
+		{"nothing to do", map[string]string{"": "old"}, "old"},
+		{"copy in progress", map[string]string{"": "old", stagingSuffix: "partial"}, "old"},
+		{"complete copy not swapped", map[string]string{"": "old", copiedSuffix: "new"}, "new"},
+		{"crash between the renames", map[string]string{replacedSuffix: "old", copiedSuffix: "new"}, "new"},
+		{"replaced data not removed", map[string]string{"": "new", replacedSuffix: "old"}, "new"},
+		{"no data directory", map[string]string{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := testDir(t)
+			cfg := testConfig(base, "x", 5432)
+			for sfx, f := range tc.dirs {
+				write(t, cfg.DataDir+sfx, f)
+			}
+			inst, err := New(cfg, testLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := inst.RecoverRecopy(); err != nil {
+				t.Fatal(err)
+			}
+			ents, err := os.ReadDir(cfg.DataDir)
+			switch {
+			case tc.wantFile == "" && !os.IsNotExist(err):
+				t.Errorf("data dir: %v, %v; want none", ents, err)
+			case tc.wantFile != "" && (err != nil || len(ents) != 1 || ents[0].Name() != tc.wantFile):
+				t.Errorf("data dir holds %v (%v); want %s", ents, err, tc.wantFile)
+			}
+			for _, sfx := range []string{stagingSuffix, copiedSuffix, replacedSuffix} {
+				if _, err := os.Stat(cfg.DataDir + sfx); !os.IsNotExist(err) {
+					t.Errorf("%s left: %v", sfx, err)
+				}
+			}
+		})
+	}
 }
 
 func TestRemoveDataRefuses(t *testing.T) {
