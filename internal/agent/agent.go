@@ -105,7 +105,7 @@ type Agent struct {
 	// source down, say), repairRetryAt is when the next may run.
 	repairFailures int
 	repairRetryAt  time.Time
-	rewoundAt     time.Time
+	rewoundAt      time.Time
 	// divergeChecked is when the upstream's timeline history was last read
 	// to tell whether our WAL left it.
 	divergeChecked time.Time
