@@ -34,7 +34,8 @@ func (s *syncBuffer) String() string {
 }
 
 // TestDashboardInBrowser drives the dashboard of a real `holdfast up` in
-// headless chromium (ui/e2e/dashboard.mjs): load on the buffer path, a
+// headless chromium (ui/e2e/dashboard.mjs): every region's health flag and
+// every member's timeline and lag, load on the buffer path, a
 // kill-primary drill from the page, the promotion on the timeline and a
 // report with nothing lost, duplicated or refused. With
 // UPDATE_DASHBOARD_PNG=1 its screenshot replaces docs/img/dashboard.png.

@@ -8,8 +8,9 @@
 // server binary built before it.
 //
 // Opens the dashboard in headless Chromium (env CHROMIUM, default
-// /usr/bin/chromium), starts a load through the buffer, runs a kill-primary
-// drill through the buffer, and checks the report (no acknowledged write
+// /usr/bin/chromium), checks that every region shows its health and every
+// member card its timeline and lag, starts a load through the buffer, runs a
+// kill-primary drill through the buffer, and checks the report (no acknowledged write
 // lost, no duplicate, no error) and the timeline (a promotion). Takes a
 // full-page screenshot, stops the load, prints one line and exits 0. On any
 // failed check or timeout it prints what was expected and what was seen,
@@ -124,8 +125,26 @@ async function main() {
   const primaryCard = page.locator('[data-testid^="member-"][data-role="primary"]');
   const primaryBefore = await poll('primary', 'a member card with data-role="primary"', 60_000, async () => {
     const n = await primaryCard.count();
-    const roles = await page.locator('[data-testid^="member-"]').evaluateAll((els) => els.map((e) => `${e.dataset.testid}=${e.dataset.role}/${e.dataset.state}`));
+    const roles = await page.locator('[data-testid^="member-"][data-role]').evaluateAll((els) => els.map((e) => `${e.dataset.testid}=${e.dataset.role}/${e.dataset.state}`));
     return { ok: n > 0, seen: roles.length ? roles.join(', ') : 'no member cards', value: n > 0 ? (await primaryCard.first().getAttribute('data-testid')).slice('member-'.length) : '' };
+  });
+
+  // 1b. each region's health, each member's timeline and lag
+  await poll('region health', 'a region-health flag (healthy/unhealthy, problems listed when unhealthy) in every region and a member-timeline-lag line on every member card', 30_000, async () => {
+    const regions = await page.locator('.region').evaluateAll((els) =>
+      els.map((r) => {
+        const flag = r.querySelector('[data-testid="region-health"]');
+        return { id: r.dataset.testid, health: flag ? flag.textContent.trim() : null, problems: r.querySelectorAll('[data-testid="region-problems"] li').length };
+      }),
+    );
+    const cards = await page.locator('[data-testid^="member-"][data-role]').evaluateAll((els) =>
+      els.map((c) => ({ id: c.dataset.testid, line: c.querySelector('[data-testid="member-timeline-lag"]')?.textContent.trim() ?? null })),
+    );
+    const regionsOk = regions.length > 0 && regions.every((r) => r.health === 'healthy' || (r.health === 'unhealthy' && r.problems > 0));
+    const cardsOk = cards.length > 0 && cards.every((c) => c.line !== null && /^tl \d+( · lag .+)?$/.test(c.line));
+    const seen = `regions [${regions.map((r) => `${r.id}: ${r.health ?? 'no region-health'}${r.problems ? ` (${r.problems} problems)` : ''}`).join(', ')}]; ` +
+      `members [${cards.map((c) => `${c.id}: ${c.line === null ? 'no member-timeline-lag' : JSON.stringify(c.line)}`).join(', ')}]`;
+    return { ok: regionsOk && cardsOk, seen };
   });
 
   // 2. load through the buffer

@@ -416,6 +416,7 @@ let topoSig = '';
 
 function renderTopology() {
   const members = S.cluster?.members || [];
+  // regions whole: role, lag, canary, health, problems, worst member and member_detail
   const sig = JSON.stringify([S.loaded, members, S.cluster?.regions, S.regionProxies, S.proxy, S.buffer, S.clusterStale, S.clusterError, S.cluster?.primary]);
   if (sig === topoSig) return;
   topoSig = sig;
@@ -431,6 +432,7 @@ function renderTopology() {
   $('regions').classList.toggle('stale', S.clusterStale);
 
   const primaryRecords = members.find((m) => m.role === 'primary')?.records;
+  const primaryTL = members.find((m) => m.role === 'primary')?.timeline;
 
   // region -> zone -> members, each level sorted by name
   const regions = new Map();
@@ -458,7 +460,7 @@ function renderTopology() {
         zones
           .get(zName)
           .sort((a, b) => byName(a.name, b.name))
-          .map((m) => memberCard(m, primaryRecords)),
+          .map((m) => memberCard(m, primaryRecords, memberHealth(rName, m.name, primaryTL))),
       ),
     );
     frag.append(
@@ -476,12 +478,50 @@ function renderTopology() {
   renderBuffer();
 }
 
-// regionFacts is a region's line under its title: role, lag to the primary
-// (bytes, and seconds by the heartbeat), its canary and its own proxy.
+const regionStatus = (name) => (S.cluster?.regions?.regions || []).find((r) => r.name === name);
+
+// A region's problem is about a member when it starts with the member's
+// name ("away-b is on timeline 4, …", "away-b: lag unknown").
+const problemOf = (p, member) => p === member || p.startsWith(`${member} `) || p.startsWith(`${member}:`);
+
+// memberHealth is a member's line from its region's member_detail: its
+// timeline and lag to the primary, and whether the region's problems name
+// it or its timeline differs from the primary's. null without the detail.
+function memberHealth(region, name, primaryTL) {
+  const rs = regionStatus(region);
+  const d = (rs?.member_detail || []).find((x) => x.name === name);
+  if (!d) return null;
+  const problems = (rs.problems || []).filter((p) => problemOf(p, name));
+  const tlOff = isNum(primaryTL) && primaryTL > 0 && isNum(d.timeline) && d.timeline > 0 && d.timeline !== primaryTL;
+  if (tlOff && !problems.length) problems.push(`on timeline ${d.timeline}, the primary on ${primaryTL}`);
+  const tl = `tl ${isNum(d.timeline) ? d.timeline : '—'}`;
+  const lagS = isNum(d.lag_seconds) ? fmtDuration(d.lag_seconds * 1000) : '—';
+  // the primary has no lag to itself: its timeline only
+  const text = d.role === 'primary' ? tl : `${tl} · lag ${fmtBytes(d.lag_bytes)} / ${lagS}`;
+  return {
+    text,
+    warn: problems.length > 0,
+    title: problems.length ? problems.join('\n') : 'timeline, and lag to the primary: WAL bytes / time measured by the heartbeat row',
+  };
+}
+
+// regionFacts is a region's line under its title: role, health (and the
+// problems when unhealthy), lag to the primary (bytes, and seconds by the
+// heartbeat), a standby region's worst member, its canary and its own proxy.
 function regionFacts(name) {
-  const rs = (S.cluster?.regions?.regions || []).find((r) => r.name === name);
+  const rs = regionStatus(name);
   if (!rs) return null;
-  const facts = [h('span', { class: `flag region-role region-${rs.role}`, 'data-testid': 'region-role', text: rs.role })];
+  const problems = rs.problems || [];
+  const facts = [
+    h('span', { class: `flag region-role region-${rs.role}`, 'data-testid': 'region-role', text: rs.role }),
+    h('span', {
+      class: `flag region-health ${rs.healthy ? 'region-healthy' : 'region-unhealthy'}`,
+      'data-testid': 'region-health',
+      'data-healthy': rs.healthy ? 'true' : 'false',
+      title: problems.length ? problems.join('\n') : 'every member running, on the primary\'s timeline, within the lag bound',
+      text: rs.healthy ? 'healthy' : 'unhealthy',
+    }),
+  ];
   if (rs.role !== 'primary') {
     const lagS = isNum(rs.lag_seconds) ? rs.lag_seconds : null;
     facts.push(
@@ -492,6 +532,16 @@ function regionFacts(name) {
         text: `lag ${fmtBytes(rs.lag_bytes)} · ${lagS === null ? '—' : fmtDuration(lagS * 1000)}`,
       }),
     );
+    if (rs.worst_member) {
+      facts.push(
+        h('span', {
+          class: 'small muted',
+          'data-testid': 'region-worst',
+          title: 'the member furthest behind the primary: the one a failover could have to promote if the others were lost too',
+          text: `worst: ${rs.worst_member}`,
+        }),
+      );
+    }
   }
   const c = rs.canary;
   if (c && c.active) {
@@ -510,7 +560,10 @@ function regionFacts(name) {
     const clients = Object.values(p.clients || {}).reduce((a, b) => a + b, 0);
     facts.push(h('span', { class: `small ${p.state === 'serving' ? '' : 'warn'}`, title: "this region's own proxy", text: `proxy ${p.state || '?'} · ${fmtInt(clients)} clients` }));
   }
-  return h('div', { class: 'region-facts' }, facts);
+  const list = rs.healthy || !problems.length
+    ? null
+    : h('ul', { class: 'region-problems', 'data-testid': 'region-problems' }, problems.map((p) => h('li', { class: 'warn', 'data-testid': 'region-problem', text: p })));
+  return [h('div', { class: 'region-facts' }, facts), list];
 }
 
 function stateClass(state) {
@@ -529,7 +582,7 @@ function kv(label, value, cls, wide) {
   return h('div', { class: wide ? 'kv kv-wide' : 'kv' }, h('span', { class: 'k', text: label }), h('span', { class: `v ${cls || ''}`, text: value }));
 }
 
-function memberCard(m, primaryRecords) {
+function memberCard(m, primaryRecords, health) {
   const role = m.role || 'unknown';
   const flags = [];
   if (m.leader) flags.push(h('span', { class: 'flag flag-leader', title: 'holds the leader lease', text: 'leader' }));
@@ -550,7 +603,7 @@ function memberCard(m, primaryRecords) {
   return h(
     'div',
     {
-      class: `card member role-${roleClass(role)} state-${stateClass(m.state)}`,
+      class: `card member role-${roleClass(role)} state-${stateClass(m.state)}${health?.warn ? ' member-warn' : ''}`,
       'data-testid': `member-${m.name}`,
       'data-role': role,
       'data-state': m.state ?? '',
@@ -569,6 +622,15 @@ function memberCard(m, primaryRecords) {
       h('span', { class: 'state-text', 'data-testid': 'state', text: m.state || 'unknown' }),
       flags,
     ),
+    health
+      ? h('div', {
+          class: `member-tl-lag small ${health.warn ? 'warn' : 'muted'}`,
+          'data-testid': 'member-timeline-lag',
+          'data-warn': health.warn ? 'true' : 'false',
+          title: health.title,
+          text: health.text,
+        })
+      : null,
     h(
       'div',
       { class: 'kvs' },
