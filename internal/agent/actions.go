@@ -188,6 +188,7 @@ func (a *Agent) restartPrimary(ctx context.Context) error {
 	a.syncList = names
 	a.state = cluster.StateRunning
 	a.repaired()
+	a.recordPrimaryGeneration(a.topo.Generation)
 	a.event(ctx, cluster.EventPostgresRestarted, "restarted postgres in place as primary")
 	return nil
 }
@@ -337,6 +338,7 @@ func (a *Agent) promote(ctx context.Context) error {
 	a.state = cluster.StateRunning
 	a.repaired()
 	a.generation = a.topo.Generation
+	a.recordPrimaryGeneration(a.generation)
 	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
 		a.log.Warn("create replication slots", "err", err)
 	}
@@ -348,7 +350,7 @@ func (a *Agent) promote(ctx context.Context) error {
 // startStandby runs PostgreSQL read-only with no upstream, so that the
 // member can report its WAL position while there is no leader.
 func (a *Agent) startStandby(ctx context.Context) error {
-	if !a.pg.IsInitialized() || a.needsRewind() {
+	if !a.pg.IsInitialized() || (a.needsRewind() && !a.headOfHistory()) {
 		// A standby region's leader left with nothing usable (a copy that
 		// failed halfway, a rewind whose source died) repairs itself from
 		// the primary: the members cascading from it would otherwise wait

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,6 +262,35 @@ func (a *Agent) markCopy(why string) {
 func (a *Agent) needsCopy() bool {
 	_, err := os.Stat(a.copyMarker())
 	return err == nil
+}
+
+// primaryGenFile records the topology generation in which this member last
+// became primary.
+func (a *Agent) primaryGenFile() string { return filepath.Join(a.dir, "primary-generation") }
+
+// recordPrimaryGeneration notes that we are the primary of generation gen.
+func (a *Agent) recordPrimaryGeneration(gen int64) {
+	if err := os.WriteFile(a.primaryGenFile(), []byte(strconv.FormatInt(gen, 10)+"\n"), 0o600); err != nil {
+		a.log.Warn("cannot record the generation we are primary in", "err", err)
+	}
+}
+
+// headOfHistory says whether our data directory holds the current
+// timeline's newest WAL: we were the primary of the topology's current
+// generation, and nobody has been promoted since (every promotion, by
+// election or region failover, moves to the next generation). Every commit
+// acknowledged on the timeline is then ours, whatever our rewind marker
+// says, and we may stand in an election as a last resort (cluster.Local).
+func (a *Agent) headOfHistory() bool {
+	if a.topo.Generation == 0 || a.region != a.topo.PrimaryRegion || !a.pg.IsInitialized() || a.needsCopy() {
+		return false
+	}
+	b, err := os.ReadFile(a.primaryGenFile())
+	if err != nil {
+		return false
+	}
+	gen, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return err == nil && gen == a.topo.Generation
 }
 
 // repaired forgets the markers once the data directory is usable again.

@@ -89,6 +89,7 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 		return errors.New("bootstrap: the leader key or topology already exists; refusing to create a second cluster")
 	}
 	a.leader, a.topo, a.generation = leader, t, 1
+	a.recordPrimaryGeneration(1)
 	a.leading.Store(true)
 	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)

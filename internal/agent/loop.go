@@ -209,7 +209,7 @@ func (a *Agent) standbyLeaderOrphaned(local cluster.Local) bool {
 // observe reads the local PostgreSQL's state.
 func (a *Agent) observe(ctx context.Context) cluster.Local {
 	lease, _ := a.currentLease()
-	l := cluster.Local{Name: a.me.Name, Region: a.region, LeaseID: int64(lease), LeaseValid: a.leaseValid()}
+	l := cluster.Local{Name: a.me.Name, Region: a.region, LeaseID: int64(lease), LeaseValid: a.leaseValid(), HeadOfHistory: a.headOfHistory()}
 	a.statusFresh = false
 	if !a.pg.Running() {
 		a.statusOK = time.Time{}

@@ -20,6 +20,11 @@ type Local struct {
 	InRecovery bool
 	Timeline   int
 	LSN        LSN
+	// HeadOfHistory is true when the local member was the primary of the
+	// topology's current generation: nobody has been promoted since, so
+	// its WAL holds every commit acknowledged on the current timeline. It
+	// stands in an election only as a last resort (see lastPrimaryResort).
+	HeadOfHistory bool
 }
 
 // View is everything Decide looks at. Members holds only live members (their
@@ -319,6 +324,9 @@ func decideLeaderless(v View) Plan {
 
 	elig := eligible(v.Topology, v.Members, v.Local.Region)
 	if !contains(elig, me) {
+		if v.Local.HeadOfHistory {
+			return lastPrimaryResort(v, elig)
+		}
 		return plan(ActNone, "", "not eligible for promotion (not in the synchronous set %v)", v.Topology.SyncSet)
 	}
 	var waitFor []string
@@ -356,6 +364,50 @@ func decideLeaderless(v View) Plan {
 		return plan(ActPromote, "", "most WAL among the eligible members that answered (timeline %d, %s)", best.timeline, best.lsn)
 	}
 	return plan(ActNone, best.name, "%s has the most WAL (timeline %d, %s)", best.name, best.timeline, best.lsn)
+}
+
+// lastPrimaryResortAfter is how long into a leaderless period the last
+// primary waits before standing in the election itself: the replicas'
+// election (which waits up to the report timeout for their reports) goes
+// first.
+const lastPrimaryResortAfter = 3
+
+// lastPrimaryResort decides for the last primary, running read-only with
+// its WAL intact, nobody promoted since (Local.HeadOfHistory). A replica
+// promoted in its place is the fast path (the last primary has to restart
+// before it can report); but when none can be (too few of the synchronous
+// set answered, or every one of them waits for a repair that needs a
+// primary, which happens when faults come back to back), the last primary
+// holds every acknowledged commit: it takes the key in a new generation
+// (campaign), as any candidate must, rather than leave the cluster without
+// a primary for good. If a replica wins the race, the last primary rewinds
+// as before.
+func lastPrimaryResort(v View, elig []string) Plan {
+	if wait := time.Duration(lastPrimaryResortAfter) * v.ReportTimeout; v.Now.Sub(v.LostAt) < wait {
+		return plan(ActNone, "", "last primary (generation %d): leaving the election to the synchronous set for %s", v.Topology.Generation, wait)
+	}
+	answered, _ := v.reports()
+	answeredSet := map[string]bool{}
+	var best *candidate
+	for _, c := range answered {
+		if c.name == v.Local.Name || !contains(elig, c.name) {
+			continue
+		}
+		answeredSet[c.name] = true
+		if best == nil || better(c, *best, v.Topology.Primary) {
+			c := c
+			best = &c
+		}
+	}
+	ok, why := quorumAnswered(v.Topology, answeredSet)
+	if ok && best != nil {
+		return plan(ActNone, best.name, "last primary (generation %d): %s can be promoted", v.Topology.Generation, best.name)
+	}
+	if why == "" {
+		why = "no member of the synchronous set has reported"
+	}
+	return plan(ActPromote, "", "last primary (generation %d), its WAL holds every acknowledged commit (timeline %d, %s), and no replica can be promoted: %s",
+		v.Topology.Generation, v.Local.Timeline, v.Local.LSN, why)
 }
 
 // decideStandbyRegion decides for a member of a region that is not the

@@ -50,6 +50,18 @@ func leaderlessView() View {
 	}
 }
 
+// lastPrimaryView: leaderless; local is "a", the last primary, restarted
+// read-only with its WAL, 4 s into the leaderless period; b and c (the
+// synchronous set) reported.
+func lastPrimaryView() View {
+	v := leaderlessView()
+	v.Topology.Primary = ""
+	v.Local = Local{Name: "a", Region: "home", LeaseID: 9, LeaseValid: true, PGRunning: true, InRecovery: true, Timeline: 1, LSN: 1200, HeadOfHistory: true}
+	v.Members["a"] = member("a", RoleReplica, StateRunning, 1200, 60)
+	v.Now = t0.Add(4 * time.Second)
+	return v
+}
+
 func TestDecide(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -163,6 +175,34 @@ func TestDecide(t *testing.T) {
 			v := leaderlessView()
 			v.Topology.SyncSet = []string{"a", "c"}
 			v.Local.LSN = 5000
+			return v
+		}, ActNone, ""},
+		// The last primary "a" (nobody promoted since it was primary)
+		// restarted read-only: a last resort only.
+		{"last primary leaves the election to the synchronous set at first", func() View {
+			v := lastPrimaryView()
+			delete(v.Members, "b")
+			delete(v.Members, "c")
+			v.Now = t0.Add(time.Second)
+			return v
+		}, ActNone, ""},
+		{"last primary promotes when no replica can be (none answered)", func() View {
+			v := lastPrimaryView()
+			delete(v.Members, "b")
+			delete(v.Members, "c")
+			return v
+		}, ActPromote, ""},
+		{"last primary promotes when the replicas are blocked (R + W <= N)", func() View {
+			v := lastPrimaryView()
+			delete(v.Members, "c")
+			return v
+		}, ActPromote, ""},
+		{"last primary defers to a replica that can be promoted", lastPrimaryView, ActNone, "b"},
+		{"a former primary with a later generation never stands", func() View {
+			v := lastPrimaryView()
+			v.Local.HeadOfHistory = false
+			delete(v.Members, "b")
+			delete(v.Members, "c")
 			return v
 		}, ActNone, ""},
 		{"relaxed mode with empty synchronous set refuses", func() View {

@@ -8,10 +8,11 @@ var (
 	// TCP (it only warns) while the agent believes it serves.
 	ErrPortInUse = errors.New("port already in use")
 
-	// ErrRewindFailed wraps every failure of pg_rewind itself. The data
-	// directory may then be half rewound: the caller should fall back to
-	// RemoveData and BaseBackup. Rewind returns other errors (source
-	// unreachable, instance running) when it has not touched the data.
+	// ErrRewindFailed wraps every failure of pg_rewind itself but a lost
+	// source. The data directory may then be half rewound: the caller
+	// should replace it with a fresh copy (Recopy). Rewind returns other
+	// errors (source unreachable or lost before pg_rewind changed anything,
+	// instance running) when it has not touched the data.
 	ErrRewindFailed = errors.New("pg_rewind failed")
 
 	// ErrRunning is returned by operations that need the instance stopped.

@@ -20,10 +20,11 @@ import (
 // required" is success.
 //
 // Every failure of pg_rewind itself wraps ErrRewindFailed: the data
-// directory may then be unusable and the caller should fall back to
-// RemoveData and BaseBackup. Failing to reach the source beforehand (Rewind
-// first connects to it, see checkpointIfPromoted) does not wrap it: the data
-// directory is untouched and a retry may succeed.
+// directory may then be unusable and the caller should replace it with a
+// fresh copy (Recopy). Failing to reach the source beforehand (Rewind first
+// connects to it, see checkpointIfPromoted), or pg_rewind losing it before
+// it changed anything (sourceLost), does not wrap it: the data directory is
+// untouched and a retry may succeed.
 //
 // After success DataDir/standby.signal exists whatever Settings were last
 // written: a rewound instance must not start as a primary. Write
@@ -92,6 +93,11 @@ func (i *Instance) Rewind(ctx context.Context, src ConnInfo) error {
 				i.log.Error("could not restore signal file after failed rewind", "file", p, "err", werr)
 			}
 		}
+		if sourceLost(out) {
+			// Not ErrRewindFailed: pg_rewind lost its source before it
+			// changed anything; a retry may succeed.
+			return fmt.Errorf("rewind %s from %s:%d: the source was lost before anything was rewound: %w", i.cfg.DataDir, src.Host, src.Port, err)
+		}
 		return fmt.Errorf("rewind %s from %s:%d: %w: %w", i.cfg.DataDir, src.Host, src.Port, ErrRewindFailed, err)
 	}
 	if strings.Contains(string(out), "no rewind required") {
@@ -115,6 +121,24 @@ func (i *Instance) Rewind(ctx context.Context, src ConnInfo) error {
 	}
 	i.mu.Unlock()
 	return nil
+}
+
+// sourceLost says, from pg_rewind's output, that it failed for want of its
+// source (it could not connect, or the connection broke) before it began to
+// change the target: it changes nothing before it prints "rewinding from
+// last common checkpoint" (the crash recovery it may run first leaves a
+// consistent data directory).
+func sourceLost(out []byte) bool {
+	s := string(out)
+	if strings.Contains(s, "rewinding from last common checkpoint") {
+		return false
+	}
+	for _, m := range []string{"connection to server", "could not connect", "server closed the connection", "timeout expired", "terminating connection", "Connection refused", "no connection to the server"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkpointIfPromoted runs CHECKPOINT on a source primary whose pg_control

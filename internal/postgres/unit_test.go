@@ -315,3 +315,26 @@ func TestParseControlData(t *testing.T) {
 		t.Error("truncated output accepted")
 	}
 }
+
+func TestSourceLost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		out  string
+		want bool
+	}{
+		{"connect timeout", `pg_rewind: error: connection to server at "127.0.0.1", port 25488 failed: timeout expired`, true},
+		{"refused", `pg_rewind: error: connection to server at "127.0.0.1", port 1 failed: Connection refused`, true},
+		{"lost after it began", "pg_rewind: servers diverged at WAL location 0/945A9D0 on timeline 1\n" +
+			"pg_rewind: rewinding from last common checkpoint at 0/6000750 on timeline 1\n" +
+			"pg_rewind: error: unexpected result while fetching remote files: server closed the connection unexpectedly", false},
+		{"lost while comparing", "pg_rewind: servers diverged at WAL location 0/945A9D0 on timeline 1\n" +
+			"pg_rewind: error: server closed the connection unexpectedly", true},
+		{"no common ancestor", "pg_rewind: error: could not find common ancestor of the source and target cluster's timelines", false},
+		{"missing WAL", `pg_rewind: error: could not open file "pg_wal/000000010000000000000003": No such file or directory`, false},
+		{"authentication", `pg_rewind: error: connection to server at "127.0.0.1" failed: FATAL:  password authentication failed for user "app"`, true},
+	} {
+		if got := sourceLost([]byte(tc.out)); got != tc.want {
+			t.Errorf("%s: sourceLost = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+}
