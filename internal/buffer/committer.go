@@ -80,6 +80,9 @@ type Committer struct {
 	// acknowledged: the writes applied (or found applied before), those
 	// re-enqueued after a permanent failure and those dead-lettered.
 	settled func(b settledBatch)
+	// applied, if set, hears of each group transaction that committed:
+	// its batches, its writes and how long it took (retries included).
+	applied func(batches, writes int, took time.Duration)
 
 	// Committed counts the writes of acknowledged batches, once each:
 	// Applied those applied by the acknowledged attempt, Duplicates those
@@ -261,6 +264,7 @@ func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
 	var out []Outcome
 	var pos Position
 	var err error
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		var stamp serverStamp
 		if out, stamp, err = c.apply(ctx, ws); err == nil {
@@ -290,6 +294,9 @@ func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
 		return false
 	}
 	commitTime := time.Now()
+	if c.applied != nil {
+		c.applied(len(items), len(ws), commitTime.Sub(start))
+	}
 	var acks []committed
 	off := 0
 	for _, it := range items {

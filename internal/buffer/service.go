@@ -91,6 +91,7 @@ func StartService(ctx context.Context, cfg ServiceConfig, log *slog.Logger) (_ *
 	}
 	if cfg.Registerer != nil {
 		s.metrics = newMetrics(cfg.Registerer, s)
+		s.committer.applied = s.metrics.appliedGroup
 	}
 	s.committer.settled = s.settled
 	s.ingest = NewIngest(s.wlog, cfg.Ingest)
