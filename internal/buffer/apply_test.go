@@ -39,7 +39,7 @@ const testIngestDDL = "CREATE TABLE test_ingest (guid uuid PRIMARY KEY, requeste
 
 // startDatabase starts PostgreSQL, connects, creates the committer's table
 // and runs ddl. ctx ends with the test.
-func startDatabase(t *testing.T, ddl ...string) (*testutil.Postgres, *pgx.Conn, context.Context) {
+func startDatabase(t testing.TB, ddl ...string) (*testutil.Postgres, *pgx.Conn, context.Context) {
 	t.Helper()
 	pg := testutil.StartPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -25,7 +25,7 @@ type committerFixture struct {
 	cfg  CommitterConfig
 }
 
-func startCommitterFixture(t *testing.T) *committerFixture {
+func startCommitterFixture(t testing.TB) *committerFixture {
 	t.Helper()
 	f := &committerFixture{nats: startNATS(t)}
 	var ctx context.Context
@@ -43,7 +43,7 @@ func startCommitterFixture(t *testing.T) *committerFixture {
 }
 
 // runCommitter runs a committer until the test ends or stop is called.
-func (f *committerFixture) runCommitter(t *testing.T, hook func() bool) (*Committer, func()) {
+func (f *committerFixture) runCommitter(t testing.TB, hook func() bool) (*Committer, func()) {
 	t.Helper()
 	c, err := NewCommitter(context.Background(), f.nats.nc, f.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -59,7 +59,7 @@ func (f *committerFixture) runCommitter(t *testing.T, hook func() bool) (*Commit
 	return c, stop
 }
 
-func (f *committerFixture) appendIngest(t *testing.T, prefix string, n int) {
+func (f *committerFixture) appendIngest(t testing.TB, prefix string, n int) {
 	t.Helper()
 	for i := range n {
 		w := Write{Kind: "test-ingest", Key: fmt.Sprintf("%s-%d", prefix, i),

@@ -112,6 +112,13 @@ func (x *pendingIndex) get(key string) (pendingEntry, bool) {
 	return *e, true
 }
 
+// size is the number of pending writes.
+func (x *pendingIndex) size() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.m)
+}
+
 // depth returns the number of pending writes and when the oldest was
 // accepted (zero when none is pending).
 func (x *pendingIndex) depth() (int, time.Time) {

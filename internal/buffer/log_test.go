@@ -26,7 +26,7 @@ type natsFixture struct {
 	nc        *nats.Conn
 }
 
-func startNATS(t *testing.T) *natsFixture {
+func startNATS(t testing.TB) *natsFixture {
 	t.Helper()
 	f := &natsFixture{addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), dir: t.TempDir()}
 	f.restart(t)
@@ -44,7 +44,7 @@ func startNATS(t *testing.T) *natsFixture {
 	return f
 }
 
-func (f *natsFixture) restart(t *testing.T) {
+func (f *natsFixture) restart(t testing.TB) {
 	t.Helper()
 	srv, err := StartEmbedded(EmbeddedConfig{Addr: f.addr, StoreDir: f.dir})
 	if err != nil {
@@ -140,6 +140,67 @@ func TestLogGroupCommit(t *testing.T) {
 // TestLogSurvivesNATSRestart: writes acknowledged before a restart of the
 // NATS server are still there after it, and writes made while it is down
 // are acknowledged once it is back, stored once.
+// TestLogLingersWhileBehind: while the committer's backlog is long, a small
+// batch waits for more writes (fewer, bigger batches for the committer to
+// acknowledge one by one); otherwise it is stored at once.
+func TestLogLingersWhileBehind(t *testing.T) {
+	ctx := context.Background()
+	l, err := OpenLog(ctx, startNATS(t).nc, DefaultLogConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	var backlog atomic.Int64
+	l.SetBacklog(func() int { return int(backlog.Load()) })
+	write := func(key string) {
+		if err := l.Append(ctx, Write{Kind: "ingest", Key: key, Payload: []byte(`{"n":1}`), AcceptedAt: time.Now()}); err != nil {
+			t.Error(err)
+		}
+	}
+	// One writer, one write at a time: each batch holds one write, and
+	// waits lingerGap for another only while behind.
+	const sequential = 10
+	start := time.Now()
+	backlog.Store(lingerBacklog)
+	for i := range sequential {
+		write(fmt.Sprintf("s%d", i))
+	}
+	if took := time.Since(start); took < sequential*lingerGap {
+		t.Fatalf("%d writes while behind took %v: a batch below %d writes did not wait %v for more", sequential, took, lingerWrites, lingerGap)
+	}
+	// Eight writers, behind: each batch waits for all eight.
+	backlog.Store(lingerBacklog + 1)
+	b0, w0 := l.Batches.Load(), l.Writes.Load()
+	const writers, each = 8, 20
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				write(fmt.Sprintf("c%d-%d", g, i))
+			}
+		}()
+	}
+	wg.Wait()
+	batches, writes := l.Batches.Load()-b0, l.Writes.Load()-w0
+	if writes != writers*each {
+		t.Fatalf("%d writes stored, want %d", writes, writers*each)
+	}
+	if per := float64(writes) / float64(batches); per < writers/2 {
+		t.Fatalf("%.1f writes per batch while behind with %d writers (%d batches): the batches did not wait for the others", per, writers, batches)
+	}
+	// Not behind: nothing waits (a lone write is stored at once).
+	backlog.Store(lingerBacklog - 1)
+	b0 = l.Batches.Load()
+	for i := range sequential {
+		write(fmt.Sprintf("n%d", i))
+	}
+	if got := l.Batches.Load() - b0; got != sequential {
+		t.Fatalf("%d batches for %d sequential writes", got, sequential)
+	}
+}
+
 func TestLogSurvivesNATSRestart(t *testing.T) {
 	f := startNATS(t)
 	ctx := context.Background()

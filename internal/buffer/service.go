@@ -94,6 +94,7 @@ func StartService(ctx context.Context, cfg ServiceConfig, log *slog.Logger) (_ *
 		s.committer.applied = s.metrics.appliedGroup
 	}
 	s.committer.settled = s.settled
+	s.wlog.SetBacklog(s.index.size)
 	s.ingest = NewIngest(s.wlog, cfg.Ingest)
 	s.ingest.index, s.ingest.metrics = s.index, s.metrics
 	pc, err := pgxpool.ParseConfig(cfg.Committer.DSN)

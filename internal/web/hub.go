@@ -22,6 +22,14 @@ func (h *hub) subscribe() chan []byte {
 	return ch
 }
 
+// watching reports whether any stream is open: work done only for the
+// dashboard (such as counting rows on every member) is skipped otherwise.
+func (h *hub) watching() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs) > 0
+}
+
 func (h *hub) unsubscribe(ch chan []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

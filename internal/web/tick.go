@@ -19,7 +19,7 @@ import (
 // tickLoop sends a tick a second: the cluster as it is now and the second
 // of traffic that just ended.
 func (l *Lab) tickLoop() {
-	counter := &recordCounter{conns: map[string]*pgx.Conn{}}
+	counter := newRecordCounter()
 	defer counter.close()
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	t := time.NewTicker(time.Second)
@@ -43,7 +43,11 @@ func (l *Lab) doTick(counter *recordCounter, client *http.Client) {
 		tick.Cluster = ClusterView{Cluster: l.cfg.Deployment.Cluster, Members: []Member{}, Error: err.Error()}
 	} else {
 		tick.Cluster = ClusterView{Cluster: st.Cluster, Primary: st.Primary, Generation: st.Generation, Paused: st.Paused}
-		counts := counter.count(ctx, st.Members, l.memberDSN)
+		// Counting scans the table on every member: only for a viewer.
+		var counts map[string]*int64
+		if l.hub.watching() {
+			counts = counter.count(ctx, st.Members, l.memberDSN, time.Now())
+		}
 		for _, m := range st.Members {
 			tick.Cluster.Members = append(tick.Cluster.Members, Member{MemberStatus: m, Records: counts[m.Name]})
 		}
@@ -122,21 +126,61 @@ func isUndefinedTable(err error) bool {
 }
 
 // recordCounter reads the drill table's row count from each member itself,
-// over a connection kept per member.
+// over a connection kept per member. A count is a scan of the whole table:
+// one that took d is not run again on that member before countSpacing×d
+// has passed (its last value stands in), so that a table of millions of
+// rows on a loaded member costs a small share of its time, not a core.
 type recordCounter struct {
 	mu    sync.Mutex
 	conns map[string]*pgx.Conn
+	last  map[string]lastCount
 }
 
-func (c *recordCounter) count(ctx context.Context, members []admin.MemberStatus, dsn func(admin.MemberStatus) string) map[string]*int64 {
+// lastCount is a member's latest count and what it cost.
+type lastCount struct {
+	n       int64
+	ok      bool
+	started time.Time
+	took    time.Duration
+}
+
+// countSpacing is how many times its own duration a count waits before the
+// next on the same member.
+const countSpacing = 20
+
+func newRecordCounter() *recordCounter {
+	return &recordCounter{conns: map[string]*pgx.Conn{}, last: map[string]lastCount{}}
+}
+
+// due reports whether a member's count is to be read again at now, and
+// what stands in for it otherwise.
+func (c *recordCounter) due(name string, now time.Time) (lastCount, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, seen := c.last[name]
+	return l, !seen || now.Sub(l.started) >= countSpacing*l.took
+}
+
+func (c *recordCounter) count(ctx context.Context, members []admin.MemberStatus, dsn func(admin.MemberStatus) string, now time.Time) map[string]*int64 {
 	out := map[string]*int64{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range members {
+		if l, due := c.due(m.Name, now); !due {
+			if l.ok {
+				n := l.n
+				out[m.Name] = &n
+			}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if n, ok := c.one(ctx, m, dsn); ok {
+			n, ok := c.one(ctx, m, dsn)
+			c.mu.Lock()
+			c.last[m.Name] = lastCount{n: n, ok: ok, started: now, took: time.Since(now)}
+			c.mu.Unlock()
+			if ok {
 				mu.Lock()
 				out[m.Name] = &n
 				mu.Unlock()
