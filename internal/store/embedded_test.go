@@ -156,7 +156,11 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		if err := s.AppendEvent(ctx, cluster.Event{Kind: "k"}); err != nil {
 			t.Fatal(err)
 		}
-		<-evs
+		select {
+		case <-evs:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the appended event was not sent within 10 s")
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -154,6 +154,18 @@ func (s *Store) eventFromKV(kv *mvccpb.KeyValue) (cluster.Event, bool) {
 // ends or the Store is closed.
 func (s *Store) WatchEvents(ctx context.Context, afterRev int64) <-chan cluster.Event {
 	out := make(chan cluster.Event, 64)
+	if afterRev <= 0 {
+		// "Now" is when WatchEvents is called: an event appended right after
+		// it returns is sent. Pinned here, not in the watch's goroutine,
+		// which may run later (if the store cannot be read now, it pins
+		// "now" itself, as soon as it can).
+		if cctx, cancel, err := s.call(ctx); err == nil {
+			if resp, err := s.cli.Get(cctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+				afterRev = resp.Header.Revision
+			}
+			cancel()
+		}
+	}
 	started := s.goWatch(ctx, func(ctx context.Context) {
 		defer close(out)
 		s.watchEvents(ctx, afterRev, out)
