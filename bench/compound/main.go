@@ -468,6 +468,8 @@ func steadyDrain(ctx context.Context, c *up.Cluster, rate float64) float64 {
 // after since that was (-1 if not within timeout).
 func regionsHealthy(ctx context.Context, c *up.Cluster, since time.Time, timeout time.Duration) time.Duration {
 	var last []string
+	var logged string
+	var loggedAt time.Time
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		rs, err := admin.ReadRegions(ctx, c.Sup.Store(), c.Cfg)
 		if err != nil {
@@ -483,6 +485,12 @@ func regionsHealthy(ctx context.Context, c *up.Cluster, since time.Time, timeout
 		}
 		if ok {
 			return time.Since(since)
+		}
+		// What keeps a region unhealthy, when it changes (at most every 5 s):
+		// the cause of a slow recovery is in the log, not only that it was.
+		if now := fmt.Sprint(last); now != logged && time.Since(since) > 10*time.Second && time.Since(loggedAt) > 5*time.Second {
+			log.Printf("regions not healthy %s after the last fault: %v", time.Since(since).Round(time.Second), last)
+			logged, loggedAt = now, time.Now()
 		}
 	}
 	log.Printf("regions not healthy %s after the last fault: %v", timeout, last)

@@ -73,7 +73,8 @@ const cannedProxyStatus = `{"state":"serving","writer":{"member":"home-a","addr"
 	`"clients":{"writer":3,"reader":1},"servers":2,"waiting":0,"pool_mode":"transaction","pool_size":20,` +
 	`"pools":[{"endpoint":"writer","member":"home-a","addr":"127.0.0.1:15432","user":"app","database":"app","open":3,"idle":1,"active":2,"waiting":0,"size":20},` +
 	`{"endpoint":"reader","member":"home-b","addr":"127.0.0.1:15433","user":"app","database":"app","open":1,"idle":1,"active":0,"waiting":0,"size":20,"retired":true}],` +
-	`"hold_window":"30s","uptime_seconds":3725}`
+	`"hold_window":"30s","uptime_seconds":3725,"goroutines":6,` +
+	`"ended":{"writer":{"client_eof":12,"terminate":40,"client_reset":3},"reader":{"terminate":2}}}`
 
 func TestProxyStatus(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -95,6 +96,7 @@ func TestProxyStatus(t *testing.T) {
 		"Proxy: serving  writer: home-a (127.0.0.1:15432)  uptime: 1h2m5s",
 		"Clients: writer 3, reader 1  servers: 2  waiting: 0  pool_mode: transaction  pool_size: 20  hold_window: 30s",
 		"ENDPOINT", "home-b (retired)",
+		"Goroutines serving clients: 6  ended: writer client_eof 12, client_reset 3, terminate 40; reader terminate 2",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("proxy status output lacks %q:\n%s", want, out)

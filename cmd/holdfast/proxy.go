@@ -150,19 +150,25 @@ func getProxyStatus(addr string) ([]byte, error) {
 	return body, nil
 }
 
+// sortedKeys returns m's keys in the order less gives.
+func sortedKeys[V any](m map[string]V, less func(a, b string) bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return less(keys[i], keys[j]) })
+	return keys
+}
+
 func printProxyStatus(w io.Writer, s proxy.Status) {
 	writer := "none"
 	if s.Writer != nil {
 		writer = fmt.Sprintf("%s (%s)", s.Writer.Member, s.Writer.Addr)
 	}
 	fmt.Fprintf(w, "Proxy: %s  writer: %s  uptime: %s\n", s.State, writer, time.Duration(s.UptimeSeconds)*time.Second)
-	names := make([]string, 0, len(s.Clients))
-	for n := range s.Clients {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool { return names[i] > names[j] }) // writer before reader
+	writerFirst := func(a, b string) bool { return a > b }
 	clients := ""
-	for i, n := range names {
+	for i, n := range sortedKeys(s.Clients, writerFirst) {
 		if i > 0 {
 			clients += ", "
 		}
@@ -173,6 +179,24 @@ func printProxyStatus(w io.Writer, s proxy.Status) {
 	}
 	fmt.Fprintf(w, "Clients: %s  servers: %d  waiting: %d  pool_mode: %s  pool_size: %d  hold_window: %s\n",
 		clients, s.Servers, s.Waiting, s.PoolMode, s.PoolSize, s.HoldWindow)
+	// Connections ended since the start, per endpoint and cause.
+	ended := ""
+	for _, n := range sortedKeys(s.Ended, writerFirst) {
+		if ended != "" {
+			ended += "; "
+		}
+		ended += n
+		for i, cause := range sortedKeys(s.Ended[n], func(a, b string) bool { return a < b }) {
+			if i > 0 {
+				ended += ","
+			}
+			ended += fmt.Sprintf(" %s %d", cause, s.Ended[n][cause])
+		}
+	}
+	if ended == "" {
+		ended = "none"
+	}
+	fmt.Fprintf(w, "Goroutines serving clients: %d  ended: %s\n", s.Goroutines, ended)
 	if len(s.Pools) == 0 {
 		fmt.Fprintln(w, "No server connections.")
 		return
