@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what holdfast needs to run and test on Debian/Ubuntu, only when
-# missing: PostgreSQL 15 server binaries. Go must already be installed
+# missing: PostgreSQL 15 server binaries, and iproute2 (the lab hosts of the
+# chaos suite are network namespaces). Go must already be installed
 # (go.mod names the version).
 set -euo pipefail
 
@@ -10,6 +11,7 @@ for b in postgres initdb pg_basebackup pg_rewind pg_controldata; do
   [[ -x "$PGBIN/$b" ]] || need=(postgresql-15)
 done
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client-15)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}" >&2
