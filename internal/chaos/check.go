@@ -1,7 +1,9 @@
-// Package chaos checks the history of a run under compound faults (issue
-// 19): every write a client sent, with when it was sent, when it was
-// answered and how, against what the database holds at the end and who was
-// the primary when.
+// Package chaos plans compound faults and checks what a run under them
+// did (issue 19). A plan is drawn from a seed (Plan), so that a failing run
+// can be replayed; faults may overlap. The history is every write a client
+// sent, with when it was sent, when it was answered and how, judged against
+// what the database holds at the end and who was the primary when (Check),
+// and the replicas' reads against the writes before them (CheckReads).
 //
 // What a history proves is bounded by what it records: a write is judged by
 // its client's outcome and by the rows present at the end; a second
