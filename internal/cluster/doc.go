@@ -5,5 +5,5 @@
 //
 // The risk this package carries is correctness of failover: a wrong answer
 // here loses acknowledged writes or leaves two writable primaries. The
-// invariants it enforces are listed in ARCHITECTURE.md ("Failover invariants").
+// invariants it enforces are numbered in docs/architecture.md ("Invariants").
 package cluster

@@ -3,12 +3,13 @@
 // bootstrap claim and the event log. It also starts an embedded single-node
 // etcd for `holdfast up` and for tests.
 //
-// Layout under /holdfast/<cluster>/ (see ARCHITECTURE.md, "Cluster state in etcd"):
+// Layout under /holdfast/<cluster>/ (see docs/architecture.md, "State in etcd"):
 //
 //	members/<name>        JSON cluster.Member, attached to the agent's lease
 //	leader/<region>       JSON cluster.Leader, only ever created under a lease
 //	topology              JSON cluster.Topology, only written with compare-and-swap
 //	initialize            JSON {member, system_id}: who may run initdb, and what it made
+//	last-primary/<region> JSON cluster.LastPrimary: the region's last primary position
 //	events/<nanos>-<name> JSON cluster.Event, append-only, trimmed to Config.MaxEvents
 //
 // The risk this package carries is split brain. The transactions in leader.go
