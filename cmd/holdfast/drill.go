@@ -21,7 +21,8 @@ import (
 
 func drillUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: holdfast drill run --scenario S --path P [--rate N] [--duration D] [--repeat K] [--json] [--config FILE]\n"+
-		"       holdfast drill matrix [--rate N] [--duration D] [--repeat K] [--regions] [--json] [--config FILE]\n\n"+
+		"       holdfast drill matrix [--rate N] [--duration D] [--repeat K] [--regions] [--json] [--config FILE]\n"+
+		"       holdfast drill chaos [--faults N] [--seed S] [--duration D] [--kinds K,...] [--paths P,...] [--json] [--config FILE]\n\n"+
 		"Writes unique ids at a steady rate along a path, injects a fault, waits for recovery (and for the\n"+
 		"write buffer to drain), then reconciles what was acknowledged with what the database holds.\n"+
 		"Scenarios: %s. Paths: %s\n"+
@@ -29,11 +30,16 @@ func drillUsage(w io.Writer) {
 		"writer endpoint; buffer: the durable write buffer's ingest). The report gives requests, ok, errors,\n"+
 		"unknown outcomes, lost acknowledged writes, duplicates, downtime (longest time without a success),\n"+
 		"recovery (fault to the first success of a write sent after it), latency and a timeline.\n"+
-		"The matrix runs every scenario on every path; the region-* scenarios only with --regions.\n",
+		"The matrix runs every scenario on every path; the region-* scenarios only with --regions.\n"+
+		"chaos injects N randomized faults back to back, overlapping, on every path at once, and checks\n"+
+		"the whole history (see docs/chaos.md); `drill chaos --help` for its flags.\n",
 		strings.Join(drill.Scenarios, ", "), strings.Join(drill.Paths, ", "))
 }
 
 func runDrill(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "chaos" {
+		return runDrillChaos(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "run" && args[0] != "matrix") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			drillUsage(stdout)
@@ -89,18 +95,12 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	cfg, code := loadConfig(*cfgPath, stderr)
+	r, closeRunner, code := drillRunner(*cfgPath, stderr)
 	if code != exitOK {
 		return code
 	}
-	log := newLogger(stderr)
-	st, err := openStore(cfg, log)
-	if err != nil {
-		return fail(stderr, "%v", err)
-	}
-	defer st.Close()
-	token, _ := api.ReadToken(cfg.API.AdminTokenFile)
-	r := &drill.Runner{Store: st, Cfg: cfg, Log: log, AdminToken: token, Progress: func(s string) { fmt.Fprintf(stderr, "drill: %s\n", s) }}
+	defer closeRunner()
+	r.Progress = func(s string) { fmt.Fprintf(stderr, "drill: %s\n", s) }
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var reports []drill.Report
@@ -153,6 +153,22 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// drillRunner loads the config, opens the store and reads the admin token:
+// what a drill or a chaos run needs.
+func drillRunner(cfgPath string, stderr io.Writer) (*drill.Runner, func(), int) {
+	cfg, code := loadConfig(cfgPath, stderr)
+	if code != exitOK {
+		return nil, nil, code
+	}
+	log := newLogger(stderr)
+	st, err := openStore(cfg, log)
+	if err != nil {
+		return nil, nil, fail(stderr, "%v", err)
+	}
+	token, _ := api.ReadToken(cfg.API.AdminTokenFile)
+	return &drill.Runner{Store: st, Cfg: cfg, Log: log, AdminToken: token}, func() { st.Close() }, exitOK
 }
 
 // matrixCell is one scenario on one path, repeated.

@@ -20,6 +20,13 @@ func TestDrillUsageErrors(t *testing.T) {
 		{[]string{"drill", "run", "--scenario", "kill-primary", "--path", "proxy", "--rate", "0"}, "rate 0"},
 		{[]string{"drill", "run", "--scenario", "kill-primary", "--path", "proxy", "--duration", "1s"}, "too short"},
 		{[]string{"drill", "matrix", "--repeat", "0"}, "--repeat must be at least 1"},
+		{[]string{"drill", "chaos", "--kinds", "format-disk"}, `--kinds: unknown fault "format-disk"`},
+		{[]string{"drill", "chaos", "--kinds", "kill-etcd"}, "--kinds: kill-etcd is not available yet"},
+		{[]string{"drill", "chaos", "--paths", "proxy,carrier-pigeon"}, `--paths: unknown path "carrier-pigeon"`},
+		{[]string{"drill", "chaos", "--faults", "0"}, "faults: 0, at least 1"},
+		{[]string{"drill", "chaos", "--min-hold", "5s", "--max-hold", "1s"}, "hold: 5s to 1s"},
+		{[]string{"drill", "chaos", "--rate", "0"}, "--rate 0"},
+		{[]string{"drill", "chaos", "extra"}, "unexpected arguments"},
 	} {
 		code, out, errs := runCLI(tt.args...)
 		if code != exitInvalid || !strings.Contains(out+errs, tt.want) {

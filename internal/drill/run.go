@@ -129,33 +129,11 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 		}
 	}
 	name := fmt.Sprintf("%s-%s-%d", rc.Scenario, rc.Path, time.Now().UnixMilli())
-	lease, err := r.Store.GrantLease(ctx, 10*time.Second)
+	lease, release, err := r.Claim(ctx, name)
 	if err != nil {
 		return Report{}, err
 	}
-	defer func() { _ = r.Store.RevokeLease(context.WithoutCancel(ctx), lease) }()
-	won, holder, err := r.Store.ClaimDrill(ctx, name, lease)
-	if err != nil {
-		return Report{}, err
-	}
-	if !won {
-		return Report{}, fmt.Errorf("%w (%s); wait for it to end", ErrBusy, holder)
-	}
-	defer func() { _ = r.Store.ReleaseDrill(context.WithoutCancel(ctx), name) }()
-	kctx, stopKeep := context.WithCancel(ctx)
-	defer stopKeep()
-	go func() {
-		t := time.NewTicker(3 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-kctx.Done():
-				return
-			case <-t.C:
-				_, _ = r.Store.KeepAliveOnce(kctx, lease)
-			}
-		}
-	}()
+	defer release()
 
 	adminCred, _, err := r.Cfg.LoadSecrets()
 	if err != nil {
@@ -288,6 +266,44 @@ func (r *Runner) Run(ctx context.Context, rc RunConfig) (Report, error) {
 		rep.Region = RegionOutageTimeline(primary.Region, now.Region, fault, takeover, restored, clusterEvents)
 	}
 	return rep, nil
+}
+
+// Claim takes the cluster's drill slot for name (one drill at a time) under
+// a lease kept alive until release is called; faults set under the lease
+// end with it if the drill dies.
+func (r *Runner) Claim(ctx context.Context, name string) (lease store.LeaseID, release func(), err error) {
+	if lease, err = r.Store.GrantLease(ctx, 10*time.Second); err != nil {
+		return 0, nil, err
+	}
+	won, holder, err := r.Store.ClaimDrill(ctx, name, lease)
+	if err != nil || !won {
+		_ = r.Store.RevokeLease(context.WithoutCancel(ctx), lease)
+		if err == nil {
+			err = fmt.Errorf("%w (%s); wait for it to end", ErrBusy, holder)
+		}
+		return 0, nil, err
+	}
+	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(3 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-kctx.Done():
+				return
+			case <-t.C:
+				_, _ = r.Store.KeepAliveOnce(kctx, lease)
+			}
+		}
+	}()
+	return lease, func() {
+		stop()
+		<-done
+		_ = r.Store.ReleaseDrill(context.WithoutCancel(ctx), name)
+		_ = r.Store.RevokeLease(context.WithoutCancel(ctx), lease)
+	}, nil
 }
 
 // healthy returns the primary of a cluster fit for a drill: a running
@@ -460,6 +476,12 @@ func (r *Runner) waitHealthy(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// WaitDrained waits, at most timeout, until the write buffer has nothing
+// pending that was accepted before end.
+func (r *Runner) WaitDrained(ctx context.Context, timeout time.Duration, end time.Time) error {
+	return r.waitDrained(ctx, timeout, end)
 }
 
 // waitDrained waits until the buffer has nothing pending that was accepted

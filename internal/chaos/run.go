@@ -1,0 +1,490 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/drill"
+	"github.com/holdfast/holdfast/internal/proc"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// LoopbackFaults are the faults a run on `holdfast up`'s loopback cluster
+// can inject today: signals to the processes of this machine, and the
+// partition of the primary by its fault link. The others need lab hosts
+// (network namespaces) or control of etcd, NATS, the proxy and the api.
+var LoopbackFaults = []Fault{KillPostmaster, KillNode, PauseNode, PausePostmaster, KillReplica, PartitionPrimary}
+
+// RunConfig is one chaos run.
+type RunConfig struct {
+	Plan PlanConfig
+	// Paths carry the writes (drill.Paths: direct, proxy, buffer), each
+	// at Rate writes per second.
+	Paths []string
+	Rate  float64
+	// Settle bounds the wait for the cluster's health after the last heal.
+	Settle time.Duration
+	// Progress hears a line per fault and per phase.
+	Progress func(string)
+}
+
+// AppliedFault is a step of the plan as it went.
+type AppliedFault struct {
+	Step
+	Target string    `json:"target,omitempty"`
+	Start  time.Time `json:"start"`
+	Error  string    `json:"error,omitempty"`
+	// RecoveryMS: from the fault to the answer of the first write sent
+	// after it and acknowledged (-1: none).
+	RecoveryMS int64 `json:"recovery_ms"`
+}
+
+// PathResult is what one path's history showed.
+type PathResult struct {
+	Writes         int `json:"writes"`
+	OK             int `json:"ok"`
+	Errors         int `json:"errors"`
+	Unknown        int `json:"unknown"`
+	UnknownApplied int `json:"unknown_applied"`
+	Lost           int `json:"lost"`
+	Duplicates     int `json:"duplicates"`
+	ErrorApplied   int `json:"error_applied"`
+	TwoWriters     int `json:"two_writers"`
+}
+
+// Report is a chaos run's result: the JSON contract of `holdfast drill chaos`.
+type Report struct {
+	Seed       uint64                `json:"seed"`
+	Faults     []AppliedFault        `json:"faults"`
+	Paths      map[string]PathResult `json:"paths"`
+	Violations []Violation           `json:"violations"`
+	// HealthRestoredMS: from the last heal to a running primary with a
+	// synchronous replica streaming.
+	HealthRestoredMS int64 `json:"health_restored_ms"`
+	Passed           bool  `json:"passed"`
+	// History is the history around the first violation.
+	History string `json:"history,omitempty"`
+}
+
+// LabCluster says whether a chaos run may act on this cluster: one that
+// `holdfast up` runs on this machine, where every configured member has a
+// fault link in front of it (advertise_port differs from port), a loopback
+// address, and reports its agent's and postmaster's process ids. A run
+// kills and stops processes: it refuses anything else.
+func LabCluster(cfg config.Config, st admin.ClusterStatus) error {
+	reported := map[string]admin.MemberStatus{}
+	for _, m := range st.Members {
+		reported[m.Name] = m
+	}
+	for _, r := range cfg.Regions {
+		for _, m := range r.Members {
+			if !m.HasLink() {
+				return fmt.Errorf("not a lab cluster: member %s has no fault link (holdfast up runs one in front of each member)", m.Name)
+			}
+			if ip := net.ParseIP(m.Host); m.Host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return fmt.Errorf("not a lab cluster: member %s is on %s, not this machine's loopback", m.Name, m.Host)
+			}
+			if s, ok := reported[m.Name]; ok && s.AgentPID <= 0 {
+				return fmt.Errorf("not a lab cluster: member %s reports no process id", m.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// Run runs a chaos run with r's cluster and reconciles it.
+func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
+	for _, k := range rc.Plan.Kinds {
+		if !contains(LoopbackFaults, k) {
+			return Report{}, fmt.Errorf("fault %s: not available on a loopback cluster yet (available: %v)", k, LoopbackFaults)
+		}
+	}
+	steps, err := Plan(rc.Plan)
+	if err != nil {
+		return Report{}, err
+	}
+	if len(rc.Paths) == 0 {
+		rc.Paths = drill.Paths
+	}
+	if rc.Rate <= 0 {
+		rc.Rate = 100
+	}
+	if rc.Settle <= 0 {
+		rc.Settle = 2 * time.Minute
+	}
+	progress := func(format string, args ...any) {
+		if rc.Progress != nil {
+			rc.Progress(fmt.Sprintf(format, args...))
+		}
+	}
+	st, err := admin.Status(ctx, r.Store, r.Cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	if err := LabCluster(r.Cfg, st); err != nil {
+		return Report{}, err
+	}
+	if err := r.CheckHealthy(ctx); err != nil {
+		return Report{}, err
+	}
+	first, _ := st.PrimaryMember()
+	if err := r.Prepare(ctx); err != nil {
+		return Report{}, err
+	}
+	name := fmt.Sprintf("chaos-%d-%d", rc.Plan.Seed, time.Now().UnixMilli())
+	lease, stopLease, err := r.Claim(ctx, name)
+	if err != nil {
+		return Report{}, err
+	}
+	defer stopLease()
+
+	// Promotions, for the terms of the primaries.
+	_, rev, err := r.Store.EventLog(ctx, 1)
+	if err != nil {
+		return Report{}, err
+	}
+	ectx, cancelEvents := context.WithCancel(ctx)
+	var events []cluster.Event
+	eventsDone := make(chan struct{})
+	go func() {
+		defer close(eventsDone)
+		for e := range r.Store.WatchEvents(ectx, rev) {
+			events = append(events, e)
+		}
+	}()
+	stopEvents := func() { cancelEvents(); <-eventsDone }
+	loads := map[string]*drill.Load{}
+	lctx, cancelLoads := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	stopLoads := func() { cancelLoads(); wg.Wait() }
+	// Whatever way Run returns, the loads and the watch end first.
+	var once sync.Once
+	stop := func() { once.Do(func() { stopLoads(); stopEvents() }) }
+	defer stop()
+	for _, p := range rc.Paths {
+		w, err := r.NewWriter(p)
+		if err != nil {
+			return Report{}, err
+		}
+		l := &drill.Load{Drill: name + "-" + p, Writer: w, Rate: rc.Rate, Concurrency: max(8, int(rc.Rate/20)), Timeout: 30 * time.Second}
+		loads[p] = l
+		wg.Add(1)
+		go func() { defer wg.Done(); defer w.Close(); l.Run(lctx) }()
+	}
+	start := time.Now()
+	progress("%d faults (seed %d) over about %s; writes on %v at %.0f/s each", len(steps), rc.Plan.Seed, steps[len(steps)-1].At.Round(time.Second), rc.Paths, rc.Rate)
+
+	inj := &injector{r: r, lease: lease, drill: name}
+	defer inj.healAll()
+	var applied []AppliedFault
+	for _, s := range steps {
+		select {
+		case <-ctx.Done():
+			return Report{}, ctx.Err()
+		case <-time.After(time.Until(start.Add(s.At))):
+		}
+		a := AppliedFault{Step: s, Start: time.Now(), RecoveryMS: -1}
+		a.Target, err = inj.inject(ctx, s)
+		if err != nil {
+			a.Error = err.Error()
+			progress("fault %d/%d +%s: %s: %v", s.N, len(steps), s.At.Round(100*time.Millisecond), s.Fault, err)
+		} else if s.Hold > 0 {
+			progress("fault %d/%d +%s: %s %s, for %s", s.N, len(steps), s.At.Round(100*time.Millisecond), s.Fault, a.Target, s.Hold.Round(100*time.Millisecond))
+		} else {
+			progress("fault %d/%d +%s: %s %s", s.N, len(steps), s.At.Round(100*time.Millisecond), s.Fault, a.Target)
+		}
+		applied = append(applied, a)
+	}
+	inj.waitHeals()
+	lastHeal := time.Now()
+	progress("every fault healed; waiting for the cluster's health (up to %s)", rc.Settle)
+	var restored time.Duration
+	if err := r.WaitHealthy(ctx, rc.Settle); err != nil {
+		restored = -1
+		progress("%v", err)
+	} else {
+		restored = time.Since(lastHeal)
+	}
+	// A last stretch of writes on the healed cluster, then stop.
+	select {
+	case <-ctx.Done():
+	case <-time.After(3 * time.Second):
+	}
+	stopLoads()
+	end := time.Now()
+	if contains(rc.Paths, "buffer") {
+		progress("waiting for the write buffer to drain")
+		if err := r.WaitDrained(ctx, 5*time.Minute, end); err != nil {
+			return Report{}, err
+		}
+	}
+	stop()
+
+	stored, err := storedRows(ctx, r, name, rc.Paths)
+	if err != nil {
+		return Report{}, err
+	}
+	terms := Terms(first.Name, start, events)
+	rep := Report{Seed: rc.Plan.Seed, Paths: map[string]PathResult{}, HealthRestoredMS: restored.Milliseconds()}
+	var all, synchronous []Op
+	for _, p := range rc.Paths {
+		ops := opsOf(p, loads[p].Records())
+		all = append(all, ops...)
+		if p != "buffer" {
+			synchronous = append(synchronous, ops...)
+		}
+		res := Check(ops, stored[p], terms)
+		rep.Paths[p] = PathResult{Writes: res.Ops, OK: res.OK, Errors: res.Errors, Unknown: res.Unknown, UnknownApplied: res.UnknownApplied,
+			Lost: res.LostN, Duplicates: res.DuplicateN, ErrorApplied: res.ErrorAppliedN, TwoWriters: res.TwoWritersN}
+		rep.Violations = append(rep.Violations, res.Violations...)
+	}
+	sort.SliceStable(rep.Violations, func(i, j int) bool { return rep.Violations[i].At.Before(rep.Violations[j].At) })
+	// The buffer acknowledges while the database is down: recovery is
+	// judged on the paths that write synchronously, when there are any.
+	if len(synchronous) == 0 {
+		synchronous = all
+	}
+	rep.Faults = recoveries(applied, synchronous)
+	rep.Passed = len(rep.Violations) == 0 && restored >= 0
+	if len(rep.Violations) > 0 {
+		rep.History = Slice(all, marks(applied, events), rep.Violations[0].At, 3*time.Second)
+	}
+	return rep, nil
+}
+
+// Terms are the primaries' terms: first from start, then each promotion.
+func Terms(first string, start time.Time, events []cluster.Event) []Term {
+	var out []Term
+	if first != "" {
+		out = append(out, Term{Member: first, From: start})
+	}
+	for _, e := range events {
+		if (e.Kind == cluster.EventPromoted || e.Kind == cluster.EventRegionPromoted) && e.Member != "" {
+			out = append(out, Term{Member: e.Member, From: e.Time})
+		}
+	}
+	return out
+}
+
+func opsOf(path string, recs []drill.Record) []Op {
+	out := make([]Op, len(recs))
+	for i, r := range recs {
+		out[i] = Op{Path: path, ID: r.ID, Invoked: r.Sent, Completed: r.Done, Outcome: r.Outcome, Member: r.Member}
+	}
+	return out
+}
+
+// recoveries fills each fault's recovery: the first write sent after it and
+// acknowledged, on any path.
+func recoveries(applied []AppliedFault, ops []Op) []AppliedFault {
+	oks := make([]Op, 0, len(ops))
+	for _, o := range ops {
+		if o.Outcome == drill.OK {
+			oks = append(oks, o)
+		}
+	}
+	sort.Slice(oks, func(i, j int) bool { return oks[i].Invoked.Before(oks[j].Invoked) })
+	for i := range applied {
+		a := &applied[i]
+		k := sort.Search(len(oks), func(j int) bool { return !oks[j].Invoked.Before(a.Start) })
+		best := time.Duration(-1)
+		for _, o := range oks[k:] {
+			if d := o.Completed.Sub(a.Start); best < 0 || d < best {
+				best = d
+			}
+			if o.Invoked.Sub(a.Start) > best && best >= 0 {
+				break // later writes cannot answer sooner than best
+			}
+		}
+		a.RecoveryMS = -1
+		if best >= 0 {
+			a.RecoveryMS = best.Milliseconds()
+		}
+	}
+	return applied
+}
+
+func marks(applied []AppliedFault, events []cluster.Event) []Mark {
+	var out []Mark
+	for _, a := range applied {
+		out = append(out, Mark{At: a.Start, What: fmt.Sprintf("fault %d: %s %s", a.N, a.Fault, a.Target)})
+		if a.Hold > 0 {
+			out = append(out, Mark{At: a.Start.Add(a.Hold), What: fmt.Sprintf("heal %d: %s %s", a.N, a.Fault, a.Target)})
+		}
+	}
+	for _, e := range events {
+		out = append(out, Mark{At: e.Time, What: e.Kind + " " + e.Member + ": " + e.Message})
+	}
+	return out
+}
+
+// storedRows reads, on the primary, the rows of each path's drill.
+func storedRows(ctx context.Context, r *drill.Runner, name string, paths []string) (map[string]map[string]int, error) {
+	st, err := admin.Status(ctx, r.Store, r.Cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := st.PrimaryMember()
+	if !ok {
+		return nil, errors.New("no primary to reconcile against")
+	}
+	cred, _, err := r.Cfg.LoadSecrets()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, drill.MemberDSN(p, cred, r.Cfg.Postgres.AppDatabase))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	out := map[string]map[string]int{}
+	for _, path := range paths {
+		if out[path], err = drill.Stored(ctx, conn, name+"-"+path); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// injector carries out faults and their heals.
+type injector struct {
+	r     *drill.Runner
+	lease store.LeaseID
+	drill string
+
+	mu    sync.Mutex
+	heals map[int]func() // pending heals by step
+	wg    sync.WaitGroup
+}
+
+// inject starts step s on its target, resolved now, and schedules its heal.
+func (in *injector) inject(ctx context.Context, s Step) (string, error) {
+	target, err := in.target(ctx, s.Fault)
+	if err != nil {
+		return "", err
+	}
+	var heal func()
+	switch s.Fault {
+	case KillPostmaster:
+		err = syscall.Kill(target.PID, syscall.SIGKILL)
+	case KillNode, KillReplica:
+		err = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGKILL)
+	case PauseNode:
+		if err = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGSTOP); err == nil {
+			heal = func() { _ = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGCONT) }
+		}
+	case PausePostmaster:
+		if err = syscall.Kill(target.PID, syscall.SIGSTOP); err == nil {
+			heal = func() { _ = syscall.Kill(target.PID, syscall.SIGCONT) }
+		}
+	case PartitionPrimary:
+		if err = in.r.Store.SetFault(ctx, target.Name, store.Fault{Mode: store.FaultPartition, By: in.drill}, in.lease); err == nil {
+			heal = func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = in.r.Store.ClearFault(cctx, target.Name)
+			}
+		}
+	default:
+		err = fmt.Errorf("fault %s not available here", s.Fault)
+	}
+	if err != nil || heal == nil {
+		return target.Name, err
+	}
+	in.mu.Lock()
+	if in.heals == nil {
+		in.heals = map[int]func(){}
+	}
+	in.heals[s.N] = heal
+	in.mu.Unlock()
+	in.wg.Add(1)
+	time.AfterFunc(s.Hold, func() {
+		defer in.wg.Done()
+		in.healStep(s.N)
+	})
+	return target.Name, nil
+}
+
+// targetWait bounds the wait for a fault's target (a primary, during a
+// failover that an earlier fault caused).
+const targetWait = 5 * time.Second
+
+// target resolves who fault hits now: a running replica of the primary's
+// region for kill-replica, the primary otherwise; it waits up to
+// targetWait for one.
+func (in *injector) target(ctx context.Context, f Fault) (admin.MemberStatus, error) {
+	deadline := time.Now().Add(targetWait)
+	for {
+		st, err := admin.Status(ctx, in.r.Store, in.r.Cfg)
+		if err == nil {
+			primary, ok := st.PrimaryMember()
+			if f == KillReplica {
+				for _, m := range st.Members {
+					if m.Role == cluster.RoleReplica && m.State == cluster.StateRunning && (!ok || m.Region == primary.Region) && m.AgentPID > 0 && m.PID > 0 {
+						return m, nil
+					}
+				}
+				err = errors.New("no running replica")
+			} else if ok && primary.AgentPID > 0 && primary.PID > 0 {
+				return primary, nil
+			} else {
+				err = errors.New("no primary with known processes")
+			}
+		}
+		if time.Now().After(deadline) {
+			return admin.MemberStatus{}, fmt.Errorf("%w within %s", err, targetWait)
+		}
+		select {
+		case <-ctx.Done():
+			return admin.MemberStatus{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// healStep runs step n's heal once.
+func (in *injector) healStep(n int) {
+	in.mu.Lock()
+	h := in.heals[n]
+	delete(in.heals, n)
+	in.mu.Unlock()
+	if h != nil {
+		h()
+	}
+}
+
+// waitHeals waits for every scheduled heal.
+func (in *injector) waitHeals() { in.wg.Wait() }
+
+// healAll heals, now, whatever is still in place (a run cut short).
+func (in *injector) healAll() {
+	in.mu.Lock()
+	ns := make([]int, 0, len(in.heals))
+	for n := range in.heals {
+		ns = append(ns, n)
+	}
+	in.mu.Unlock()
+	for _, n := range ns {
+		in.healStep(n)
+	}
+}
