@@ -122,6 +122,7 @@ type Agent struct {
 	state        cluster.State
 	generation   int64
 	lastPlan     cluster.Plan
+	backoff      actionBackoff // spaces out a plan that keeps failing
 	lastErr      string
 	blockedRev   int64
 	syncList     []string

@@ -181,9 +181,23 @@ func (a *Agent) step(ctx context.Context) {
 		a.log.Info("plan", "action", p.Action.String(), "target", p.Target, "reason", p.Reason)
 	}
 	a.lastPlan = p
-	if err := a.execute(ctx, p); err != nil {
+	if a.backoff.wait(p, time.Now()) > 0 {
+		// The same plan failed several times in a row: it waits its turn
+		// (the loop ticks, so the wait ends even with nothing changing).
+		a.publish(ctx, local, false)
+		return
+	}
+	err := a.execute(ctx, p)
+	if ctx.Err() == nil {
+		a.backoff.done(p, err, time.Now())
+	}
+	if err != nil {
 		if ctx.Err() == nil {
-			a.log.Error("action failed", "action", p.Action.String(), "err", err)
+			if w := a.backoff.wait(p, time.Now()); w > 0 {
+				a.log.Error("action failed", "action", p.Action.String(), "err", err, "failures_in_a_row", a.backoff.fails, "next_attempt_in", w)
+			} else {
+				a.log.Error("action failed", "action", p.Action.String(), "err", err)
+			}
 			a.lastErr = err.Error()
 		}
 	} else if p.Action != cluster.ActNone {
