@@ -169,7 +169,9 @@ func (c *recordCounter) count(ctx context.Context, members []admin.MemberStatus,
 		if l, due := c.due(m.Name, now); !due {
 			if l.ok {
 				n := l.n
+				mu.Lock() // the counts of members before are being written
 				out[m.Name] = &n
+				mu.Unlock()
 			}
 			continue
 		}
