@@ -390,8 +390,17 @@ func (in *injector) inject(ctx context.Context, s Step) (string, error) {
 	case KillNode, KillReplica:
 		err = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGKILL)
 	case PauseNode:
+		// The processes stopped now are the ones resumed at the heal: if
+		// another fault kills the postmaster meanwhile, its children are
+		// no longer found under it, and would stay stopped for good.
+		stopped := append([]int{target.AgentPID, target.PID}, proc.Descendants(target.PID)...)
 		if err = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGSTOP); err == nil {
-			heal = func() { _ = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGCONT) }
+			heal = func() {
+				for _, pid := range stopped {
+					_ = syscall.Kill(pid, syscall.SIGCONT)
+				}
+				_ = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGCONT)
+			}
 		}
 	case PausePostmaster:
 		if err = syscall.Kill(target.PID, syscall.SIGSTOP); err == nil {
