@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -99,12 +100,7 @@ func (c PlanConfig) Validate() error {
 }
 
 func known(f Fault) bool {
-	for _, k := range append(append([]Fault(nil), ProcessFaults...), PartitionFaults...) {
-		if k == f {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(ProcessFaults, f) || slices.Contains(PartitionFaults, f)
 }
 
 // ParseFaults reads a comma-separated list of fault kinds.

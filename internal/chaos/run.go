@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -106,7 +107,7 @@ func LabCluster(cfg config.Config, st admin.ClusterStatus) error {
 // Run runs a chaos run with r's cluster and reconciles it.
 func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
 	for _, k := range rc.Plan.Kinds {
-		if !contains(LoopbackFaults, k) {
+		if !slices.Contains(LoopbackFaults, k) {
 			return Report{}, fmt.Errorf("fault %s: not available on a loopback cluster yet (available: %v)", k, LoopbackFaults)
 		}
 	}
@@ -223,7 +224,7 @@ func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
 	}
 	stopLoads()
 	end := time.Now()
-	if contains(rc.Paths, "buffer") {
+	if slices.Contains(rc.Paths, "buffer") {
 		progress("waiting for the write buffer to drain")
 		if err := r.WaitDrained(ctx, 5*time.Minute, end); err != nil {
 			return Report{}, err
@@ -355,15 +356,6 @@ func storedRows(ctx context.Context, r *drill.Runner, name string, paths []strin
 		}
 	}
 	return out, nil
-}
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // injector carries out faults and their heals.

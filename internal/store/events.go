@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -159,11 +160,8 @@ func (s *Store) WatchEvents(ctx context.Context, afterRev int64) <-chan cluster.
 		// it returns is sent. Pinned here, not in the watch's goroutine,
 		// which may run later (if the store cannot be read now, it pins
 		// "now" itself, as soon as it can).
-		if cctx, cancel, err := s.call(ctx); err == nil {
-			if resp, err := s.cli.Get(cctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
-				afterRev = resp.Header.Revision
-			}
-			cancel()
+		if rev, err := s.eventsNow(ctx); err == nil {
+			afterRev = rev
 		}
 	}
 	started := s.goWatch(ctx, func(ctx context.Context) {
@@ -174,6 +172,21 @@ func (s *Store) WatchEvents(ctx context.Context, afterRev int64) <-chan cluster.
 		close(out)
 	}
 	return out
+}
+
+// eventsNow is the store's revision now: events appended later have a
+// higher one.
+func (s *Store) eventsNow(ctx context.Context) (int64, error) {
+	cctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	resp, err := s.cli.Get(cctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Header.Revision, nil
 }
 
 func (s *Store) watchEvents(ctx context.Context, last int64, out chan<- cluster.Event) {
@@ -190,14 +203,12 @@ func (s *Store) watchEvents(ctx context.Context, last int64, out chan<- cluster.
 	// "After now" must be pinned to a revision first; otherwise a broken watch
 	// would resume from a later "now" and skip what happened in between.
 	for last <= 0 {
-		cctx, cancel, err := s.call(ctx)
-		if err != nil {
+		rev, err := s.eventsNow(ctx)
+		if errors.Is(err, ErrClosed) {
 			return
 		}
-		resp, err := s.cli.Get(cctx, p, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		cancel()
 		if err == nil {
-			last = resp.Header.Revision
+			last = rev
 			break
 		}
 		s.log.Warn("event watch: read revision", "err", wrapErr(ctx, "get revision", err))
