@@ -97,6 +97,10 @@ type Failover struct {
 	Canary         bool     `yaml:"canary"`
 	CanaryInterval Duration `yaml:"canary_interval"`
 	CanaryFailures int      `yaml:"canary_failures"`
+	// CanaryElectionGrace: while members of the primary region still run
+	// PostgreSQL, the canary leaves that region this long without a leader
+	// to elect one of its own before it fails over to another region.
+	CanaryElectionGrace Duration `yaml:"canary_election_grace"`
 }
 
 // Agent tunes the member loop.
@@ -309,17 +313,18 @@ func Default() Config {
 			Parameters:      map[string]string{},
 		},
 		Failover: Failover{
-			LeaseTTL:           Duration(2e9),
-			RenewInterval:      Duration(400e6),
-			DemoteMargin:       Duration(500e6),
-			ReportTimeout:      Duration(1e9),
-			SyncMode:           "quorum",
-			SyncCount:          1,
-			MaxLagOnSwitchover: 16 << 20,
-			SwitchoverTimeout:  Duration(30e9),
-			Canary:             true,
-			CanaryInterval:     Duration(10e9),
-			CanaryFailures:     3,
+			LeaseTTL:            Duration(2e9),
+			RenewInterval:       Duration(400e6),
+			DemoteMargin:        Duration(500e6),
+			ReportTimeout:       Duration(1e9),
+			SyncMode:            "quorum",
+			SyncCount:           1,
+			MaxLagOnSwitchover:  16 << 20,
+			SwitchoverTimeout:   Duration(30e9),
+			Canary:              true,
+			CanaryInterval:      Duration(10e9),
+			CanaryFailures:      3,
+			CanaryElectionGrace: Duration(30e9),
 		},
 		Agent: Agent{
 			LoopInterval:      Duration(1e9),

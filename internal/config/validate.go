@@ -279,6 +279,9 @@ func (f Failover) validate() error {
 	if f.CanaryFailures < 1 {
 		return invalid("failover.canary_failures", "%d must be at least 1", f.CanaryFailures)
 	}
+	if f.CanaryElectionGrace < 0 {
+		return invalid("failover.canary_election_grace", "must not be negative")
+	}
 	return nil
 }
 

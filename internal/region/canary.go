@@ -5,7 +5,12 @@
 // The canary acts only when it is safe as well as necessary: after
 // failover.canary_failures consecutive failed probes (any success resets
 // the count), and only once the primary region's leader key has expired in
-// etcd, so that its primary has already demoted itself (invariant 1). Two
+// etcd, so that its primary has already demoted itself (invariant 1). While
+// members of the primary region are alive with PostgreSQL running, that
+// region is electing a primary of its own: the canary waits for it up to
+// failover.canary_election_grace of continuous leaderlessness (a primary
+// that fails again and again must not send the cluster to another region
+// between two of its own elections). Two
 // canaries cannot both act: the region failover is a compare-and-swap on
 // the topology's primary region, and the loser is refused.
 package region
@@ -15,6 +20,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +57,9 @@ type Canary struct {
 	Log *slog.Logger
 
 	state State
+	// leaderless is when the canary first saw the primary region without
+	// a leader since it last saw one (zero while it has one).
+	leaderless time.Time
 }
 
 // Run probes every failover.canary_interval until ctx ends.
@@ -82,6 +92,11 @@ func (c *Canary) step(ctx context.Context) {
 		return
 	}
 	c.state.Active = true
+	if _, ok := snap.Leaders[primaryRegion]; ok {
+		c.leaderless = time.Time{}
+	} else if c.leaderless.IsZero() {
+		c.leaderless = time.Now()
+	}
 	pctx, cancel := context.WithTimeout(ctx, c.Cfg.Failover.CanaryInterval.D()/2)
 	err = c.probe(pctx, snap)
 	cancel()
@@ -102,8 +117,10 @@ func (c *Canary) step(ctx context.Context) {
 }
 
 // Safe says whether a canary of region, past its failure limit, may fail
-// over now, and if not what it waits for.
-func Safe(t cluster.Topology, leaders map[string]cluster.Leader, region, primaryRegion string) (bool, string) {
+// over now, and if not what it waits for. members are the live members
+// (their agents' keys exist); leaderless is how long the primary region has
+// been without a leader without interruption, as the canary saw it.
+func Safe(t cluster.Topology, leaders map[string]cluster.Leader, members map[string]cluster.Member, region, primaryRegion string, leaderless, grace time.Duration) (bool, string) {
 	if t.Paused {
 		return false, "the cluster is paused: no automatic failover"
 	}
@@ -113,12 +130,33 @@ func Safe(t cluster.Topology, leaders map[string]cluster.Leader, region, primary
 	if _, ok := leaders[region]; !ok {
 		return false, fmt.Sprintf("region %s has no standby leader", region)
 	}
+	if alive := runningIn(members, primaryRegion); len(alive) > 0 && leaderless < grace {
+		return false, fmt.Sprintf("region %s is electing a primary (%s running): waiting up to %s without a leader (%s so far)",
+			primaryRegion, strings.Join(alive, ", "), grace, leaderless.Round(time.Second))
+	}
 	return true, ""
+}
+
+// runningIn lists the live members of region whose PostgreSQL runs: the
+// candidates of that region's own election.
+func runningIn(members map[string]cluster.Member, region string) []string {
+	var out []string
+	for name, m := range members {
+		if m.Region == region && m.State == cluster.StateRunning {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // act starts the region failover when it is safe.
 func (c *Canary) act(ctx context.Context, snap store.Snapshot, primaryRegion string) {
-	ok, waiting := Safe(snap.Topology, snap.Leaders, c.Region, primaryRegion)
+	var leaderless time.Duration
+	if !c.leaderless.IsZero() {
+		leaderless = time.Since(c.leaderless)
+	}
+	ok, waiting := Safe(snap.Topology, snap.Leaders, snap.Members, c.Region, primaryRegion, leaderless, c.Cfg.Failover.CanaryElectionGrace.D())
 	c.state.Waiting = waiting
 	if !ok {
 		return
