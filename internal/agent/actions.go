@@ -177,6 +177,9 @@ func (a *Agent) restartPrimary(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.Agent.StartTimeout.D())
 	defer cancel()
 	if err := a.startPG(sctx); err != nil {
+		if inRecovery {
+			a.promoteFailed(ctx, err)
+		}
 		return fmt.Errorf("restart primary: %w", err)
 	}
 	if inRecovery {
@@ -329,8 +332,10 @@ func (a *Agent) promote(ctx context.Context) error {
 	a.xidKnown.Store(false)
 	_ = os.Remove(a.incarnationFile())
 	if err := a.pg.Promote(ctx); err != nil {
+		a.promoteFailed(ctx, err)
 		return fmt.Errorf("promote: %w", err)
 	}
+	a.promoteFails = 0
 	a.standby = false
 	a.syncList = names
 	a.syncPending = nil
@@ -345,6 +350,15 @@ func (a *Agent) promote(ctx context.Context) error {
 	a.publish(ctx, a.observe(ctx), true)
 	a.event(ctx, cluster.EventPromoted, "promoted to primary in generation %d (promotion took %s)", a.topo.Generation, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// promoteFailed counts a promotion that could not finish; the decision
+// gives the leader key up once too many failed in a row.
+func (a *Agent) promoteFailed(ctx context.Context, err error) {
+	a.promoteFails++
+	if cluster.PromoteFailed(a.promoteFails) {
+		a.event(ctx, cluster.EventPromoteFailed, "promotion failed %d times in a row (last: %v): this member stands in no election until it has followed a leader again", a.promoteFails, err)
+	}
 }
 
 // startStandby runs PostgreSQL read-only with no upstream, so that the

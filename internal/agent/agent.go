@@ -123,6 +123,10 @@ type Agent struct {
 	generation   int64
 	lastPlan     cluster.Plan
 	backoff      actionBackoff // spaces out a plan that keeps failing
+	// promoteFails counts our promotions that failed in a row; reset by
+	// one that succeeds and once we stream from a leader (see
+	// cluster.MaxPromoteFailures).
+	promoteFails int
 	lastErr      string
 	blockedRev   int64
 	syncList     []string

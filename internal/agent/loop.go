@@ -223,7 +223,7 @@ func (a *Agent) standbyLeaderOrphaned(local cluster.Local) bool {
 // observe reads the local PostgreSQL's state.
 func (a *Agent) observe(ctx context.Context) cluster.Local {
 	lease, _ := a.currentLease()
-	l := cluster.Local{Name: a.me.Name, Region: a.region, LeaseID: int64(lease), LeaseValid: a.leaseValid(), HeadOfHistory: a.headOfHistory()}
+	l := cluster.Local{Name: a.me.Name, Region: a.region, LeaseID: int64(lease), LeaseValid: a.leaseValid(), HeadOfHistory: a.headOfHistory(), PromoteFailures: a.promoteFails}
 	a.statusFresh = false
 	if !a.pg.Running() {
 		a.statusOK = time.Time{}
@@ -237,6 +237,13 @@ func (a *Agent) observe(ctx context.Context) cluster.Local {
 		a.statusOK = time.Now()
 		a.lastStatus = st
 		a.standby = st.InRecovery
+		if a.promoteFails > 0 && st.InRecovery && a.upstream != "" && st.WalReceiverStatus == "streaming" {
+			// Following a leader again (rewound or copied as needed): a
+			// later promotion starts from a clean slate.
+			a.log.Info("streaming from a leader again: earlier failed promotions forgotten", "failures", a.promoteFails)
+			a.promoteFails = 0
+			l.PromoteFailures = 0
+		}
 	} else if !a.statusOK.IsZero() && time.Since(a.statusOK) > pgUnhealthyAfter {
 		a.log.Warn("postgres is running but not answering", "err", err, "since", a.statusOK)
 		return l

@@ -23,6 +23,7 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 		Name: a.me.Name, Region: a.region, Zone: a.me.Zone, Host: a.me.Host, Port: a.me.ReachPort(),
 		State: a.state, Role: cluster.RoleUnknown, Generation: a.topo.Generation,
 		AgentPID: os.Getpid(), PID: a.pg.PID(), Version: Version, LastError: a.lastErr,
+		PromoteFailed:  cluster.PromoteFailed(a.promoteFails),
 		LoopIntervalMS: a.cfg.Agent.LoopInterval.D().Milliseconds(),
 	}
 	if local.PGRunning {

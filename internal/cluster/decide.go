@@ -25,7 +25,22 @@ type Local struct {
 	// its WAL holds every commit acknowledged on the current timeline. It
 	// stands in an election only as a last resort (see lastPrimaryResort).
 	HeadOfHistory bool
+	// PromoteFailures counts this member's promotions that failed in a row
+	// (PostgreSQL died or refused while finishing recovery), reset by one
+	// that succeeds and by following a leader.
+	PromoteFailures int
 }
+
+// MaxPromoteFailures is how many promotions in a row may fail before the
+// member gives the leader key up: a member whose recovery cannot finish
+// (PostgreSQL panics at its end, say) holds the key forever otherwise, and
+// the cluster has no primary while nobody else may take over.
+const MaxPromoteFailures = 3
+
+// PromoteFailed reports whether failures promotions in a row failed: the
+// member gives the key up and stands in no election until it has followed a
+// leader again.
+func PromoteFailed(failures int) bool { return failures >= MaxPromoteFailures }
 
 // View is everything Decide looks at. Members holds only live members (their
 // keys exist, so their agents are alive); the local member's published entry
@@ -159,6 +174,9 @@ func decideHolder(v View) Plan {
 	if !v.Local.LeaseValid {
 		return plan(ActDemote, "", "leader lease could not be renewed in time")
 	}
+	if (!v.Local.PGRunning || v.Local.InRecovery) && PromoteFailed(v.Local.PromoteFailures) {
+		return plan(ActRelease, "", "promotion failed %d times in a row: giving the leader key up so that another member, or an operator, can take over", v.Local.PromoteFailures)
+	}
 	if !v.Local.PGRunning {
 		if v.Topology.Paused {
 			return plan(ActRestartPrimary, "", "postgres is down and the cluster is paused")
@@ -259,6 +277,9 @@ type candidate struct {
 	name     string
 	timeline int
 	lsn      LSN
+	// promoteFailed: its promotion failed MaxPromoteFailures times in a
+	// row; it reports its WAL but may not be promoted automatically.
+	promoteFailed bool
 }
 
 // better orders candidates by WAL position. Timelines are deliberately not
@@ -305,7 +326,7 @@ func decideLeaderless(v View) Plan {
 	if fo := v.Topology.Failover; fo != nil && v.Now.Before(fo.Deadline) && fo.AllowDataLoss {
 		var best *candidate
 		for _, c := range answered {
-			if fo.To != "" && c.name != fo.To {
+			if fo.To != "" && c.name != fo.To || fo.To == "" && c.promoteFailed {
 				continue
 			}
 			if best == nil || better(c, *best, v.Topology.Primary) {
@@ -357,6 +378,9 @@ func decideLeaderless(v View) Plan {
 	if best == nil {
 		return plan(ActNone, "", "no candidate has reported")
 	}
+	if best.promoteFailed {
+		return plan(ActBlocked, best.name, "%s has the most WAL (timeline %d, %s) but its promotion failed %d times in a row: no other member can be promoted without risking acknowledged commits; repair it, or use `holdfast failover --to MEMBER --allow-data-loss`", best.name, best.timeline, best.lsn, MaxPromoteFailures)
+	}
 	if fo := v.Topology.Failover; fo != nil && v.Now.Before(fo.Deadline) && fo.To != "" && fo.To != best.name {
 		return plan(ActBlocked, fo.To, "manual failover to %s refused: %s has more WAL (%s); use --allow-data-loss to force", fo.To, best.name, best.lsn)
 	}
@@ -402,6 +426,9 @@ func lastPrimaryResort(v View, elig []string) Plan {
 	ok, why := quorumAnswered(v.Topology, answeredSet)
 	if ok && best != nil {
 		return plan(ActNone, best.name, "last primary (generation %d): %s can be promoted", v.Topology.Generation, best.name)
+	}
+	if PromoteFailed(v.Local.PromoteFailures) {
+		return plan(ActBlocked, "", "last primary (generation %d), but its promotion failed %d times in a row, and no replica can be promoted: repair it, or use `holdfast failover --to MEMBER --allow-data-loss`", v.Topology.Generation, v.Local.PromoteFailures)
 	}
 	if why == "" {
 		why = "no member of the synchronous set has reported"
@@ -458,7 +485,9 @@ func decideStandbyRegion(v View) Plan {
 	}
 	var best *candidate
 	for _, c := range answered {
-		if best == nil || better(c, *best, "") {
+		// A member whose promotion failed leads only if nobody else can:
+		// the standby leader is what a region failover promotes.
+		if best == nil || best.promoteFailed && !c.promoteFailed || best.promoteFailed == c.promoteFailed && better(c, *best, "") {
 			c := c
 			best = &c
 		}
@@ -499,7 +528,7 @@ func quorumAnswered(t Topology, answered map[string]bool) (bool, string) {
 // measured during this leaderless period (with the local member's own
 // position) and those not yet heard from.
 func (v View) reports() (answered []candidate, pending []string) {
-	answered = append(answered, candidate{v.Local.Name, v.Local.Timeline, v.Local.LSN})
+	answered = append(answered, candidate{v.Local.Name, v.Local.Timeline, v.Local.LSN, PromoteFailed(v.Local.PromoteFailures)})
 	names := make([]string, 0, len(v.Members))
 	for n := range v.Members {
 		names = append(names, n)
@@ -519,7 +548,7 @@ func (v View) reports() (answered []candidate, pending []string) {
 			// rejoining): it has answered that it cannot be a candidate.
 			continue
 		}
-		answered = append(answered, candidate{n, m.Timeline, m.LSN})
+		answered = append(answered, candidate{n, m.Timeline, m.LSN, m.PromoteFailed})
 	}
 	return answered, pending
 }

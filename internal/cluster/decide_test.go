@@ -198,6 +198,64 @@ func TestDecide(t *testing.T) {
 			return v
 		}, ActPromote, ""},
 		{"last primary defers to a replica that can be promoted", lastPrimaryView, ActNone, "b"},
+		{"holder whose promotion keeps failing gives the key up", func() View {
+			v := primaryView()
+			v.Local.InRecovery = true
+			v.Local.PromoteFailures = MaxPromoteFailures
+			return v
+		}, ActRelease, ""},
+		{"holder whose promotion failed and whose postgres died gives the key up rather than restart it", func() View {
+			v := primaryView()
+			v.Local.PGRunning = false
+			v.Local.PromoteFailures = MaxPromoteFailures
+			delete(v.Members, "b")
+			delete(v.Members, "c")
+			return v
+		}, ActRelease, ""},
+		{"holder retries a promotion that failed fewer times", func() View {
+			v := primaryView()
+			v.Local.InRecovery = true
+			v.Local.PromoteFailures = MaxPromoteFailures - 1
+			return v
+		}, ActFinishPromote, ""},
+		{"candidate with the most WAL whose promotion failed: blocked, not a promotion that would lose its commits", func() View {
+			v := leaderlessView()
+			v.Local.PromoteFailures = MaxPromoteFailures
+			c := v.Members["c"]
+			c.LSN = 900
+			v.Members["c"] = c
+			return v
+		}, ActBlocked, "b"},
+		{"the others wait, blocked, for a member with more WAL whose promotion failed", func() View {
+			v := leaderlessView()
+			v.Local.LSN = 900
+			c := v.Members["c"]
+			c.LSN, c.PromoteFailed = 1500, true
+			v.Members["c"] = c
+			return v
+		}, ActBlocked, "c"},
+		{"a member whose promotion failed but has less WAL does not hold the election up", func() View {
+			v := leaderlessView()
+			c := v.Members["c"]
+			c.PromoteFailed = true
+			v.Members["c"] = c
+			return v
+		}, ActPromote, ""},
+		{"manual failover --allow-data-loss without a target skips the member whose promotion failed", func() View {
+			v := leaderlessView()
+			v.Local.LSN = 900
+			c := v.Members["c"]
+			c.LSN, c.PromoteFailed = 1500, true
+			v.Members["c"] = c
+			v.Topology.Failover = &FailoverRequest{AllowDataLoss: true, Deadline: t0.Add(time.Minute)}
+			return v
+		}, ActPromote, ""},
+		{"last primary whose promotion failed does not promote itself as a last resort", func() View {
+			v := lastPrimaryView()
+			delete(v.Members, "c")
+			v.Local.PromoteFailures = MaxPromoteFailures
+			return v
+		}, ActBlocked, ""},
 		{"a former primary with a later generation never stands", func() View {
 			v := lastPrimaryView()
 			v.Local.HeadOfHistory = false

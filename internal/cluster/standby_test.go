@@ -120,6 +120,34 @@ func TestDecideStandbyRegion(t *testing.T) {
 			v.Members["x"] = x
 			return v
 		}, ActFollow, "a"},
+		{"no standby leader: a member whose promotion failed does not lead while another can", func() View {
+			v := awayView()
+			v.Leader = nil
+			v.Local.PromoteFailures = MaxPromoteFailures
+			v.LostRev, v.LostAt = 80, t0.Add(-100*time.Millisecond)
+			y := v.Members["y"]
+			y.LeaderLostRev = 80
+			v.Members["y"] = y
+			return v
+		}, ActFollow, "a"},
+		{"no standby leader: the other member leads instead of the one whose promotion failed", func() View {
+			v := awayView()
+			v.Leader = nil
+			v.Local = Local{Name: "y", Region: "away", LeaseID: 11, LeaseValid: true, PGRunning: true, InRecovery: true, Timeline: 1, LSN: 880}
+			v.LostRev, v.LostAt = 80, t0.Add(-100*time.Millisecond)
+			x := v.Members["x"]
+			x.LeaderLostRev, x.PromoteFailed = 80, true
+			v.Members["x"] = x
+			return v
+		}, ActLeadStandby, ""},
+		{"no standby leader: a member whose promotion failed still leads when it is the only one", func() View {
+			v := awayView()
+			v.Leader = nil
+			v.Local.PromoteFailures = MaxPromoteFailures
+			delete(v.Members, "y")
+			v.LostRev, v.LostAt = 80, t0.Add(-100*time.Millisecond)
+			return v
+		}, ActLeadStandby, ""},
 		{"the standby leader of the region that became primary finishes promotion", func() View {
 			v := awayView()
 			v.Topology.PrimaryRegion = "away"

@@ -85,6 +85,12 @@ type Member struct {
 	// live member before deciding who has the most WAL.
 	LeaderLostRev int64 `json:"leader_lost_rev,omitempty"`
 
+	// PromoteFailed: the member's promotion failed
+	// cluster.MaxPromoteFailures times in a row and it has not followed a
+	// leader since. It reports its WAL position but is promoted only by an
+	// operator naming it.
+	PromoteFailed bool `json:"promote_failed,omitempty"`
+
 	LastError string    `json:"last_error,omitempty"`
 	Version   string    `json:"version"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -198,6 +204,7 @@ const (
 	EventLeaderLost        = "leader-lost"
 	EventLeaderReleased    = "leader-released"
 	EventPromoted          = "promoted"
+	EventPromoteFailed     = "promote-failed"
 	EventDemoted           = "demoted"
 	EventFailoverBlocked   = "failover-blocked"
 	EventRejoined          = "rejoined"
