@@ -70,7 +70,11 @@ func runRegion(args []string, stdout, stderr io.Writer) int {
 		return report(res, err, *asJSON, stdout, stderr)
 	}
 	if sub == "failover" {
-		res, loss, err := admin.RegionFailover(ctx, st, cfg, *to, *allowLoss, *force, progressTo(stderr, *asJSON))
+		maxLoss := admin.NoDataLoss
+		if *allowLoss {
+			maxLoss = admin.AnyDataLoss
+		}
+		res, loss, err := admin.RegionFailover(ctx, st, cfg, *to, maxLoss, *force, progressTo(stderr, *asJSON))
 		if err != nil || !*asJSON {
 			code := report(res, err, *asJSON, stdout, stderr)
 			if err == nil && loss.Known {

@@ -234,6 +234,26 @@ func RegionSwitchover(ctx context.Context, st *store.Store, cfg config.Config, t
 	return Result{From: leader.Member, To: target, Generation: gen, Took: time.Since(start)}, nil
 }
 
+// lossAllowed says whether a region failover from `from` to `to`, whose
+// standby leader is target, may proceed with the window loss under the
+// bound maxLoss (see RegionFailover).
+func lossAllowed(loss DataLoss, maxLoss int64, from, to, target string) error {
+	if maxLoss == AnyDataLoss {
+		return nil
+	}
+	if !loss.Known {
+		return fmt.Errorf("region failover refused, nothing changed: the old primary's last WAL position is unknown, so writes acknowledged in region %s may be missing from %s; --allow-data-loss to proceed", from, to)
+	}
+	if loss.WindowBytes > maxLoss {
+		bound := ""
+		if maxLoss > 0 {
+			bound = fmt.Sprintf(", more than the %d allowed", maxLoss)
+		}
+		return fmt.Errorf("region failover refused, nothing changed: %s has replayed up to %s, the old primary reached %s (%d bytes may be lost%s); --allow-data-loss to proceed", target, loss.ReplayedLSN, loss.LastPrimaryLSN, loss.WindowBytes, bound)
+	}
+	return nil
+}
+
 // DataLoss is what an unplanned region failover may have lost: the last
 // WAL position the old primary was known to have reached against what the
 // new primary had replayed.
@@ -250,16 +270,27 @@ type DataLoss struct {
 	WindowBytes    int64       `json:"window_bytes"`
 }
 
+// Bounds of the data a region failover may lose (RegionFailover's maxLoss).
+const (
+	// NoDataLoss: refuse unless the standby leader has replayed everything
+	// the old primary was known to have written.
+	NoDataLoss int64 = 0
+	// AnyDataLoss: proceed whatever the window, even unknown
+	// (--allow-data-loss).
+	AnyDataLoss int64 = -1
+)
+
 // RegionFailover makes region `to` the primary region when the primary
 // region is lost. It refuses, changing nothing, while the old primary
 // region still holds its leader key (its primary may be alive and
 // accepting writes) unless force is set: a forced failover lets the old
 // primary accept writes until its lease runs out, and those are lost. It
-// also refuses when data may be lost (the standby leader has not replayed
-// up to the old primary's last known position, or that position is
-// unknown) unless allowDataLoss is set. The old region's members demote if
-// they come back as primaries and rejoin as a standby region.
-func RegionFailover(ctx context.Context, st *store.Store, cfg config.Config, to string, allowDataLoss, force bool, progress func(string)) (Result, DataLoss, error) {
+// also refuses when more than maxLoss bytes of WAL may be lost (the standby
+// leader has not replayed up to the old primary's last known position), or
+// when that position is unknown, unless maxLoss is AnyDataLoss. The old
+// region's members demote if they come back as primaries and rejoin as a
+// standby region.
+func RegionFailover(ctx context.Context, st *store.Store, cfg config.Config, to string, maxLoss int64, force bool, progress func(string)) (Result, DataLoss, error) {
 	start := time.Now()
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
@@ -296,13 +327,8 @@ func RegionFailover(ctx context.Context, st *store.Store, cfg config.Config, to 
 	if loss.Known {
 		loss.WindowBytes = cluster.Lag(loss.LastPrimaryLSN, loss.ReplayedLSN)
 	}
-	if !allowDataLoss {
-		if !loss.Known {
-			return Result{}, loss, fmt.Errorf("region failover refused, nothing changed: the old primary's last WAL position is unknown, so writes acknowledged in region %s may be missing from %s; --allow-data-loss to proceed", from, to)
-		}
-		if loss.WindowBytes > 0 {
-			return Result{}, loss, fmt.Errorf("region failover refused, nothing changed: %s has replayed up to %s, the old primary reached %s (%d bytes may be lost); --allow-data-loss to proceed", l.Member, loss.ReplayedLSN, loss.LastPrimaryLSN, loss.WindowBytes)
-		}
+	if err := lossAllowed(loss, maxLoss, from, to, l.Member); err != nil {
+		return Result{}, loss, err
 	}
 	deadline := time.Now().Add(cfg.Failover.SwitchoverTimeout.D())
 	_, _, err = st.UpdateTopology(ctx, func(t *cluster.Topology) error {

@@ -51,3 +51,29 @@ func TestRegionHealth(t *testing.T) {
 		}
 	}
 }
+
+func TestLossAllowed(t *testing.T) {
+	known := func(window int64) DataLoss {
+		return DataLoss{Known: true, LastPrimary: "home-a", LastPrimaryLSN: cluster.LSN(1000 + window), ReplayedLSN: 1000, WindowBytes: window}
+	}
+	for _, tt := range []struct {
+		name    string
+		loss    DataLoss
+		maxLoss int64
+		refused string
+	}{
+		{"nothing missing, no loss allowed", known(0), NoDataLoss, ""},
+		{"bytes missing, no loss allowed", known(10), NoDataLoss, "(10 bytes may be lost)"},
+		{"unknown window, no loss allowed", DataLoss{}, NoDataLoss, "last WAL position is unknown"},
+		{"within the canary's bound", known(64 << 20), 64 << 20, ""},
+		{"past the canary's bound", known(64<<20 + 1), 64 << 20, "more than the 67108864 allowed"},
+		{"unknown window with a bound", DataLoss{}, 64 << 20, "last WAL position is unknown"},
+		{"--allow-data-loss: any window", known(1 << 40), AnyDataLoss, ""},
+		{"--allow-data-loss: unknown window", DataLoss{}, AnyDataLoss, ""},
+	} {
+		err := lossAllowed(tt.loss, tt.maxLoss, "home", "away", "away-a")
+		if (err == nil) != (tt.refused == "") || err != nil && !strings.Contains(err.Error(), tt.refused) {
+			t.Errorf("%s: lossAllowed = %v, want refusal %q", tt.name, err, tt.refused)
+		}
+	}
+}

@@ -101,6 +101,11 @@ type Failover struct {
 	// PostgreSQL, the canary leaves that region this long without a leader
 	// to elect one of its own before it fails over to another region.
 	CanaryElectionGrace Duration `yaml:"canary_election_grace"`
+	// CanaryMaxDataLoss: the canary fails over only when the standby
+	// leader lacks at most this much of the old primary's last known WAL
+	// (0: nothing may be lost); beyond it an operator decides, with
+	// `holdfast region failover --allow-data-loss`.
+	CanaryMaxDataLoss ByteSize `yaml:"canary_max_data_loss"`
 }
 
 // Agent tunes the member loop.
@@ -325,6 +330,7 @@ func Default() Config {
 			CanaryInterval:      Duration(10e9),
 			CanaryFailures:      3,
 			CanaryElectionGrace: Duration(30e9),
+			CanaryMaxDataLoss:   64 << 20,
 		},
 		Agent: Agent{
 			LoopInterval:      Duration(1e9),

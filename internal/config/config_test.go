@@ -73,6 +73,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"sync count", func(c *Config) { c.Failover.SyncCount = 0 }, "failover.sync_count"},
 		{"canary interval", func(c *Config) { c.Failover.CanaryInterval = Duration(time.Millisecond) }, "failover.canary_interval: 1ms is too short"},
 		{"canary failures", func(c *Config) { c.Failover.CanaryFailures = 0 }, "failover.canary_failures: 0 must be at least 1"},
+		{"canary max data loss", func(c *Config) { c.Failover.CanaryMaxDataLoss = -1 }, "failover.canary_max_data_loss: must not be negative"},
 		{"canary election grace", func(c *Config) { c.Failover.CanaryElectionGrace = Duration(-time.Second) }, "failover.canary_election_grace: must not be negative"},
 		{"heartbeat interval", func(c *Config) { c.Agent.HeartbeatInterval = Duration(time.Millisecond) }, "agent.heartbeat_interval: 1ms is out of range"},
 		{"region proxy taken", func(c *Config) { c.Regions[1].Proxy.ReaderAddr = c.Proxy.WriterAddr }, "regions[1].proxy.reader_addr: 127.0.0.1:6432 is used by proxy.writer_addr"},

@@ -43,6 +43,7 @@ var fieldDocs = map[string]string{
 	"failover.canary":                "Run a canary per standby region (holdfast up): it probes the primary region with a real write and read and starts a region failover after canary_failures consecutive failures, once the primary region's lease has expired.",
 	"failover.canary_interval":       "Time between two canary probes (each probe may take up to half of it).",
 	"failover.canary_failures":       "Consecutive failed probes before the canary acts; any success resets the count.",
+	"failover.canary_max_data_loss":  "The canary fails over only when its standby leader lacks at most this much of the old primary's last known WAL (0: nothing may be lost); beyond it an operator decides (holdfast region failover --allow-data-loss).",
 	"failover.canary_election_grace": "While members of the primary region still run PostgreSQL, that region is electing a primary of its own: the canary waits this long of continuous leaderlessness before failing over to its region.",
 	"failover.switchover_timeout":    "Upper bound of a planned switchover.",
 

@@ -282,6 +282,9 @@ func (f Failover) validate() error {
 	if f.CanaryElectionGrace < 0 {
 		return invalid("failover.canary_election_grace", "must not be negative")
 	}
+	if f.CanaryMaxDataLoss < 0 {
+		return invalid("failover.canary_max_data_loss", "must not be negative")
+	}
 	return nil
 }
 

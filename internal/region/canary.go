@@ -164,9 +164,13 @@ func (c *Canary) act(ctx context.Context, snap store.Snapshot, primaryRegion str
 	msg := fmt.Sprintf("canary of %s: %d consecutive failed probes of %s and its lease has expired: region failover", c.Region, c.state.ConsecutiveFailures, primaryRegion)
 	c.Log.Warn(msg)
 	_ = c.Store.AppendEvent(ctx, cluster.Event{Kind: cluster.EventCanaryActed, Message: msg})
-	res, loss, err := admin.RegionFailover(ctx, c.Store, c.Cfg, c.Region, true, false, func(s string) { c.Log.Info("canary: " + s) })
+	res, loss, err := admin.RegionFailover(ctx, c.Store, c.Cfg, c.Region, int64(c.Cfg.Failover.CanaryMaxDataLoss), false, func(s string) { c.Log.Info("canary: " + s) })
 	if err != nil {
 		c.state.LastError = "region failover: " + err.Error()
+		// Refused (more than failover.canary_max_data_loss may be lost,
+		// say: an operator decides) or failed: say why it has not acted.
+		c.state.Waiting = err.Error()
+		c.Log.Warn("canary: region failover not done", "region", c.Region, "err", err)
 		return
 	}
 	c.state.ActedAt, c.state.ConsecutiveFailures = time.Now(), 0

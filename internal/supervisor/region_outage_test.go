@@ -30,7 +30,7 @@ func TestRegionOutage(t *testing.T) {
 	waitRecords(ctx, t, []*pathLoad{pl}, 50)
 
 	// While the primary region holds its lease, a failover is refused.
-	if _, _, err := admin.RegionFailover(ctx, h.sup.Store(), h.cfg, "away", true, false, func(string) {}); err == nil || !strings.Contains(err.Error(), "lease") {
+	if _, _, err := admin.RegionFailover(ctx, h.sup.Store(), h.cfg, "away", admin.AnyDataLoss, false, func(string) {}); err == nil || !strings.Contains(err.Error(), "lease") {
 		t.Fatalf("region failover with a live primary region: %v", err)
 	}
 
@@ -56,7 +56,7 @@ func TestRegionOutage(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	res, loss, err := admin.RegionFailover(ctx, h.sup.Store(), h.cfg, "away", true, false, func(s string) { t.Log(s) })
+	res, loss, err := admin.RegionFailover(ctx, h.sup.Store(), h.cfg, "away", admin.AnyDataLoss, false, func(s string) { t.Log(s) })
 	if err != nil {
 		t.Fatal(err)
 	}
