@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
 	"github.com/holdfast/holdfast/internal/store"
 )
@@ -100,6 +101,9 @@ func printStatus(w io.Writer, s admin.ClusterStatus) {
 	}
 	tw.Flush()
 	for _, m := range s.Members {
+		if m.PromoteFailed {
+			fmt.Fprintf(w, "%s: its promotion failed %d times in a row: it stands in no election until it follows a leader again (docs/RUNBOOK.md)\n", m.Name, cluster.MaxPromoteFailures)
+		}
 		if m.LastError != "" {
 			fmt.Fprintf(w, "%s: %s\n", m.Name, m.LastError)
 		}

@@ -17,13 +17,14 @@ func TestPrintStatus(t *testing.T) {
 		Members: []admin.MemberStatus{
 			{Name: "a", Role: "primary", State: "running", Host: "h", Port: 1, PID: 10},
 			{Name: "b", Role: "replica", State: "running", Host: "h", Port: 2, ReplayLag: &lag, HeartbeatLag: &hb},
-			{Name: "c", Role: "replica", State: "running", Host: "h", Port: 3, ReplayLag: &zero},
+			{Name: "c", Role: "replica", State: "running", Host: "h", Port: 3, ReplayLag: &zero, PromoteFailed: true},
 		}})
 	for _, re := range []string{
 		`MEMBER +REGION .* LAG +LAG TIME +REPLAY LAG +SYNC +PID`,
 		`(?m)^a .* 0 +- +- +10$`,
 		`(?m)^b .* 0 +42ms +1\.5s +- *$`,
 		`(?m)^c .* 0 +- +0s +- *$`,
+		`(?m)^c: its promotion failed 3 times in a row: it stands in no election`,
 	} {
 		if !regexp.MustCompile(re).Match(b.Bytes()) {
 			t.Errorf("status output does not match %q:\n%s", re, b.String())

@@ -46,6 +46,9 @@ type MemberStatus struct {
 	Generation   int64  `json:"generation"`
 	Leader       bool   `json:"leader"`
 	LastError    string `json:"last_error,omitempty"`
+	// PromoteFailed: its promotion failed cluster.MaxPromoteFailures times
+	// in a row; it stands in no election until it follows a leader again.
+	PromoteFailed bool `json:"promote_failed,omitempty"`
 }
 
 // PrimaryMember is the member that holds the primary region's leader key
@@ -125,7 +128,7 @@ func BuildStatus(cfg config.Config, snap store.Snapshot) ClusterStatus {
 
 func fill(ms *MemberStatus, m cluster.Member, snap store.Snapshot, primaryLSN cluster.LSN, flush map[string]cluster.ReplicaStat) {
 	ms.Role, ms.State, ms.Timeline, ms.LSN = m.Role, m.State, m.Timeline, m.LSN
-	ms.PID, ms.AgentPID, ms.Generation, ms.LastError = m.PID, m.AgentPID, m.Generation, m.LastError
+	ms.PID, ms.AgentPID, ms.Generation, ms.LastError, ms.PromoteFailed = m.PID, m.AgentPID, m.Generation, m.LastError, m.PromoteFailed
 	l, leads := snap.Leaders[m.Region]
 	ms.Leader = leads && l.Member == m.Name
 	if m.Role == cluster.RolePrimary && !ms.Leader {
