@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/holdfast/holdfast/internal/cluster"
+
+	"github.com/holdfast/holdfast/internal/lsn"
 )
 
 // Replication is what the committer knows of the other regions, to hold
@@ -74,12 +76,12 @@ type committed struct {
 // the server that answered (compared with the transaction's: through the
 // proxy, the statement after a COMMIT may reach a new primary).
 func commitPosition(ctx context.Context, conn *pgx.Conn) (Position, serverStamp, error) {
-	var lsn, walfile string
+	var at, walfile string
 	var stamp serverStamp
-	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn()), pg_postmaster_start_time()::text`).Scan(&lsn, &walfile, &stamp.started); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn()), pg_postmaster_start_time()::text`).Scan(&at, &walfile, &stamp.started); err != nil {
 		return Position{}, stamp, err
 	}
-	l, err := cluster.ParseLSN(lsn)
+	l, err := lsn.Parse(at)
 	if err != nil {
 		return Position{}, stamp, err
 	}

@@ -419,35 +419,3 @@ func TestSyncStandbys(t *testing.T) {
 		}
 	}
 }
-
-func TestLSN(t *testing.T) {
-	for _, tt := range []struct {
-		in string
-		ok bool
-		v  LSN
-	}{{"0/3000148", true, 0x3000148}, {"1/0", true, 1 << 32}, {"FFFFFFFF/FFFFFFFF", true, ^LSN(0)}, {"0/", false, 0}, {"x/1", false, 0}, {"3000148", false, 0}, {"123456789/0", false, 0}} {
-		v, err := ParseLSN(tt.in)
-		if (err == nil) != tt.ok || v != tt.v {
-			t.Errorf("ParseLSN(%q) = %v, %v", tt.in, v, err)
-		}
-		if tt.ok && v.String() != tt.in {
-			t.Errorf("String() = %q, want %q", v.String(), tt.in)
-		}
-	}
-}
-
-func FuzzParseLSN(f *testing.F) {
-	for _, s := range []string{"0/3000148", "1/0", "", "/", "FFFFFFFF/FFFFFFFF", "-1/2"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		v, err := ParseLSN(s)
-		if err != nil {
-			return
-		}
-		again, err := ParseLSN(v.String())
-		if err != nil || again != v {
-			t.Fatalf("%q parsed to %v, which does not round-trip: %v %v", s, v, again, err)
-		}
-	})
-}

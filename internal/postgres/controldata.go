@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/holdfast/holdfast/internal/lsn"
 )
 
 // ControlData is the part of pg_control the agent decides with.
@@ -79,7 +81,7 @@ func parseControlData(out string) (ControlData, error) {
 			return 0
 		}
 		var l LSN
-		if l, err = ParseLSN(v); err != nil {
+		if l, err = lsn.Parse(v); err != nil {
 			err = fmt.Errorf("%s: %w", k, err)
 		}
 		return l

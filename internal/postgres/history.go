@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/lsn"
 )
 
 // A timeline history file (pg_wal/0000000N.history) lists, for each
@@ -43,14 +45,14 @@ func ParseHistory(content string) ([]HistoryEntry, error) {
 		if err != nil || tli == 0 {
 			return nil, fmt.Errorf("timeline history line %d: timeline %q", n+1, f[0])
 		}
-		lsn, err := ParseLSN(f[1])
+		at, err := lsn.Parse(f[1])
 		if err != nil {
 			return nil, fmt.Errorf("timeline history line %d: switch point: %w", n+1, err)
 		}
 		if len(out) > 0 && int(tli) <= out[len(out)-1].TLI {
 			return nil, fmt.Errorf("timeline history line %d: timeline %d after %d", n+1, tli, out[len(out)-1].TLI)
 		}
-		out = append(out, HistoryEntry{TLI: int(tli), SwitchPoint: lsn, Reason: strings.Join(f[2:], " ")})
+		out = append(out, HistoryEntry{TLI: int(tli), SwitchPoint: at, Reason: strings.Join(f[2:], " ")})
 	}
 	return out, nil
 }

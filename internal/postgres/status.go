@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/lsn"
 )
 
 // Replica is one row of the primary's pg_stat_replication. pg_basebackup
@@ -116,14 +118,14 @@ func queryStatus(ctx context.Context, conn *pgx.Conn) (Status, error) {
 }
 
 func queryPrimary(ctx context.Context, conn *pgx.Conn, st *Status) error {
-	var lsn, walfile string
+	var cur, walfile string
 	// Recovery may end between the two queries (promotion); then these
 	// functions fail and the caller retries on its next poll.
-	if err := conn.QueryRow(ctx, `SELECT l::text, pg_walfile_name(l) FROM pg_current_wal_lsn() AS l`).Scan(&lsn, &walfile); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT l::text, pg_walfile_name(l) FROM pg_current_wal_lsn() AS l`).Scan(&cur, &walfile); err != nil {
 		return err
 	}
 	var err error
-	if st.CurrentLSN, err = ParseLSN(lsn); err != nil {
+	if st.CurrentLSN, err = lsn.Parse(cur); err != nil {
 		return err
 	}
 	if st.TimeLine, err = timelineOfWALFile(walfile); err != nil {
