@@ -189,13 +189,7 @@ func ifMatch(r *http.Request) (int64, error) {
 
 func writeTodo(w http.ResponseWriter, status int, t Todo) {
 	w.Header().Set("ETag", etag(t))
-	writeJSON(w, status, t)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	problem.WriteJSON(w, status, t)
 }
 
 // dbError answers a store error.
@@ -282,7 +276,7 @@ func (a *TodoAPI) list(w http.ResponseWriter, r *http.Request) {
 	if len(todos) == limit {
 		page.NextCursor = strconv.FormatInt(todos[len(todos)-1].ID, 10)
 	}
-	writeJSON(w, http.StatusOK, page)
+	problem.WriteJSON(w, http.StatusOK, page)
 }
 
 func (a *TodoAPI) get(w http.ResponseWriter, r *http.Request) {
@@ -347,7 +341,7 @@ func (a *TodoAPI) submit(w http.ResponseWriter, r *http.Request, kind string, tw
 		return
 	}
 	w.Header().Set("Location", "/v1/writes/"+url.PathEscape(key))
-	writeJSON(w, http.StatusAccepted, buffer.Accepted{Key: key, Status: "accepted"})
+	problem.WriteJSON(w, http.StatusAccepted, buffer.Accepted{Key: key, Status: "accepted"})
 }
 
 // maxIdempotencyKey bounds Idempotency-Key.

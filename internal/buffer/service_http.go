@@ -32,12 +32,6 @@ func (s *Service) RegisterAdmin(mux *http.ServeMux, guard func(http.HandlerFunc)
 	mux.HandleFunc("DELETE /v1/dlq/{key...}", guard(s.drop))
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 func (s *Service) getWrite(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	if key == "" || len(key) > s.cfg.Ingest.MaxKeyBytes {
@@ -49,7 +43,7 @@ func (s *Service) getWrite(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Lookup(ctx, key)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, st)
+		problem.WriteJSON(w, http.StatusOK, st)
 	case errors.Is(err, ErrUnknownWrite):
 		writeProblem(w, http.StatusNotFound, "key", fmt.Sprintf("no write with key %q: never accepted, or committed and its record removed", key))
 	default:
@@ -65,7 +59,7 @@ func (s *Service) getStatus(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "", "JetStream: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	problem.WriteJSON(w, http.StatusOK, st)
 }
 
 // DeadJSON is one dead-lettered write as GET /v1/dlq lists it.
@@ -108,7 +102,7 @@ func (s *Service) listDead(w http.ResponseWriter, r *http.Request) {
 	for _, d := range ds {
 		out = append(out, deadJSON(d))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"writes": out})
+	problem.WriteJSON(w, http.StatusOK, map[string]any{"writes": out})
 }
 
 // RedriveRequest is the body of POST /v1/dlq/redrive: one key, or all.
@@ -169,7 +163,7 @@ func (s *Service) redrive(w http.ResponseWriter, r *http.Request) {
 		}
 		res.Redriven = append(res.Redriven, k)
 	}
-	writeJSON(w, http.StatusOK, res)
+	problem.WriteJSON(w, http.StatusOK, res)
 }
 
 func (s *Service) drop(w http.ResponseWriter, r *http.Request) {
@@ -183,6 +177,6 @@ func (s *Service) drop(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeProblem(w, http.StatusServiceUnavailable, "", err.Error())
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"dropped": d.Key})
+		problem.WriteJSON(w, http.StatusOK, map[string]any{"dropped": d.Key})
 	}
 }

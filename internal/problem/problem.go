@@ -1,5 +1,5 @@
 // Package problem writes RFC 9457 problem details, the error body of every
-// holdfast HTTP API.
+// holdfast HTTP API, and the JSON bodies of their answers.
 package problem
 
 import (
@@ -31,6 +31,13 @@ func Write(w http.ResponseWriter, status int, field, detail string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(Details{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Field: field})
+}
+
+// WriteJSON answers status with v as a JSON body.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // IsJSON reports whether r's body is declared application/json.

@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -293,12 +292,6 @@ func (l *Lab) serveFile(w http.ResponseWriter, r *http.Request, name string) {
 	http.ServeFileFS(w, r, sub, name)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 func (l *Lab) state() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -315,7 +308,7 @@ func (l *Lab) state() State {
 }
 
 func (l *Lab) getState(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, l.state())
+	problem.WriteJSON(w, http.StatusOK, l.state())
 }
 
 // stream is the live feed: `state` first, then `tick`, `event` and
@@ -475,7 +468,7 @@ func (l *Lab) postLoad(w http.ResponseWriter, r *http.Request) {
 	st := l.loadStateLocked()
 	l.mu.Unlock()
 	l.labEvent("load-started", "", "load started: %.0f writes/s on path %s", req.Rate, req.Path)
-	writeJSON(w, http.StatusOK, st)
+	problem.WriteJSON(w, http.StatusOK, st)
 }
 
 func (l *Lab) deleteLoad(w http.ResponseWriter, _ *http.Request) {
@@ -485,7 +478,7 @@ func (l *Lab) deleteLoad(w http.ResponseWriter, _ *http.Request) {
 	l.mu.Lock()
 	st := l.loadStateLocked()
 	l.mu.Unlock()
-	writeJSON(w, http.StatusOK, st)
+	problem.WriteJSON(w, http.StatusOK, st)
 }
 
 // stopLoad stops the load and waits for its writes in flight; false if
@@ -605,7 +598,7 @@ func (l *Lab) postDrill(w http.ResponseWriter, r *http.Request) {
 			rep.Scenario, rep.Path, rep.OK, rep.Errors, rep.Unknown, rep.LostAcked, rep.Duplicates, rep.DowntimeMS)
 		l.hub.broadcast("report", rep)
 	}()
-	writeJSON(w, http.StatusAccepted, map[string]string{"name": name})
+	problem.WriteJSON(w, http.StatusAccepted, map[string]string{"name": name})
 }
 
 func (l *Lab) postSwitchover(w http.ResponseWriter, _ *http.Request) {
@@ -629,7 +622,7 @@ func (l *Lab) postSwitchover(w http.ResponseWriter, _ *http.Request) {
 		}
 		l.labEvent("switchover", res.To, "switchover done: %s -> %s in %d ms", res.From, res.To, res.Took.Milliseconds())
 	}()
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "switchover started"})
+	problem.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "switchover started"})
 }
 
 func (l *Lab) postReset(w http.ResponseWriter, r *http.Request) {
@@ -651,7 +644,7 @@ func (l *Lab) postReset(w http.ResponseWriter, r *http.Request) {
 	l.mu.Lock()
 	l.events, l.reports, l.fault = nil, nil, time.Time{}
 	l.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]bool{"reset": true})
+	problem.WriteJSON(w, http.StatusOK, map[string]bool{"reset": true})
 	l.hub.broadcast("state", l.state())
 }
 
