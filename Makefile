@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DATA_DIR ?= holdfast-data
 
-.PHONY: build test verify demo deps ui-deps ui bench bench-proxy bench-buffer bench-api bench-compound clean
+.PHONY: build test test-unit verify demo deps ui-deps ui bench bench-proxy bench-buffer bench-api bench-compound clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
@@ -26,6 +26,11 @@ ui: ui-deps
 # and embedded etcd, with the race detector, and the dashboard in a browser.
 test: deps ui-deps
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The unit tier: decision tables, decoders, fuzz seeds, embedded etcd and
+# NATS; every test that starts PostgreSQL or a cluster is skipped (-short).
+test-unit:
+	$(GO) test -short -count=1 ./...
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -157,7 +156,7 @@ func (a *Agent) restartPrimary(ctx context.Context) error {
 	// synchronous_standby_names may confirm commits once PostgreSQL runs,
 	// and an election must then read it (the set recorded before the crash
 	// may hold fewer members).
-	if union := sortedUnion(a.topo.SyncSet, names); len(names) > 0 && !slices.Equal(union, sorted(a.topo.SyncSet)) {
+	if union, ok := cluster.SyncRestart(a.topo.SyncSet, names); ok {
 		if err := a.setSyncSet(ctx, union); err != nil {
 			return fmt.Errorf("restart primary: %w", err)
 		}
@@ -310,7 +309,7 @@ func (a *Agent) promote(ctx context.Context) error {
 	// election after our death finds no member known to hold every commit
 	// (a region failover leaves the set empty: the members of the new
 	// primary region were never in it).
-	if union := sortedUnion(a.topo.SyncSet, names); len(names) > 0 && !slices.Equal(union, sorted(a.topo.SyncSet)) {
+	if union, ok := cluster.SyncRestart(a.topo.SyncSet, names); ok {
 		if err := a.setSyncSet(ctx, union); err != nil {
 			return fmt.Errorf("promote: %w", err)
 		}

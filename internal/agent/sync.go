@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/cluster"
@@ -60,19 +59,11 @@ func (a *Agent) maintainPrimary(ctx context.Context) error {
 		// narrowed an election needs the removed member's report.
 		time.AfterFunc(syncCheckAgain, a.poke)
 	}
-	if p := a.syncPending; p != nil && p.lsn != 0 {
-		caught := 0
-		for _, name := range p.names {
-			if flush[name] >= p.lsn {
-				caught++
-			}
+	if p := a.syncPending; p != nil && cluster.SyncNarrowDue(p.names, p.n, p.lsn, flush) {
+		if err := a.setSyncSet(ctx, p.names); err != nil {
+			return err
 		}
-		if caught >= p.n {
-			if err := a.setSyncSet(ctx, p.names); err != nil {
-				return err
-			}
-			a.syncPending = nil
-		}
+		a.syncPending = nil
 	}
 	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
 		a.log.Warn("replication slots", "err", err)
@@ -84,34 +75,28 @@ func (a *Agent) maintainPrimary(ctx context.Context) error {
 // invariant that the topology's synchronous set contains every member that
 // may have confirmed a commit.
 func (a *Agent) changeSync(ctx context.Context, mode string, want []string, n int) error {
-	cur := a.topo.SyncSet
-	// Widen first: a member must be in the recorded set before it can
-	// confirm commits.
-	union := sortedUnion(cur, want)
-	if len(want) > 0 && !slices.Equal(union, sorted(cur)) {
-		if err := a.setSyncSet(ctx, union); err != nil {
-			return err
+	steps, narrowTo := cluster.SyncChange(a.topo.SyncSet, want, n)
+	for _, step := range steps {
+		switch step.Kind {
+		case cluster.SyncRecord:
+			if err := a.setSyncSet(ctx, step.Set); err != nil {
+				return err
+			}
+		case cluster.SyncConfigure:
+			if err := a.pg.WriteConfig(a.primarySettings(step.Set, step.N, false)); err != nil {
+				return err
+			}
+			if err := a.pg.Reload(); err != nil {
+				return err
+			}
 		}
-	}
-	if len(want) == 0 && len(cur) > 0 {
-		// Going asynchronous (relaxed policy): first make sure no replica is
-		// promoted automatically on the strength of the old set.
-		if err := a.setSyncSet(ctx, nil); err != nil {
-			return err
-		}
-	}
-	if err := a.pg.WriteConfig(a.primarySettings(want, n, false)); err != nil {
-		return err
-	}
-	if err := a.pg.Reload(); err != nil {
-		return err
 	}
 	a.event(ctx, cluster.EventSyncChanged, "synchronous standbys now %q (policy %s)", postgres.SyncStandbyNamesAny(n, want), mode)
 	a.syncList = want
 	a.syncPending = nil
-	if len(want) > 0 && !slices.Equal(sorted(want), union) {
+	if narrowTo != nil {
 		// Narrow later, once the remaining replicas hold everything.
-		a.syncPending = &syncShrink{names: want, n: n, measureAfter: time.Now().Add(syncReloadSettle)}
+		a.syncPending = &syncShrink{names: narrowTo, n: n, measureAfter: time.Now().Add(syncReloadSettle)}
 		time.AfterFunc(syncReloadSettle, a.poke)
 	}
 	return nil
@@ -128,7 +113,7 @@ const (
 )
 
 func (a *Agent) setSyncSet(ctx context.Context, set []string) error {
-	set = sorted(set)
+	set = slices.Sorted(slices.Values(set))
 	t, rev, err := a.st.UpdateTopology(ctx, func(t *cluster.Topology) error {
 		if t.Primary != a.me.Name {
 			return fmt.Errorf("topology names %q as primary, not us", t.Primary)
@@ -141,26 +126,4 @@ func (a *Agent) setSyncSet(ctx context.Context, set []string) error {
 	}
 	a.topo, a.topoRev = t, rev
 	return nil
-}
-
-func sorted(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
-	return out
-}
-
-func sortedUnion(a, b []string) []string {
-	set := map[string]bool{}
-	for _, x := range a {
-		set[x] = true
-	}
-	for _, x := range b {
-		set[x] = true
-	}
-	out := make([]string, 0, len(set))
-	for x := range set {
-		out = append(out, x)
-	}
-	sort.Strings(out)
-	return out
 }

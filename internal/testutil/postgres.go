@@ -23,9 +23,13 @@ type Postgres struct {
 
 // StartPostgres initialises and starts a PostgreSQL server on a free port
 // (as the postgres OS user when the test runs as root); it is stopped when
-// the test ends. The test is skipped when PostgreSQL is not installed.
+// the test ends. The test is skipped when PostgreSQL is not installed, and
+// in -short (make test-unit: the unit tier).
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (a real PostgreSQL): skipped in -short")
+	}
 	if !HavePostgres() {
 		t.Skip("PostgreSQL 15 is not installed")
 	}

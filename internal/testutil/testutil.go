@@ -57,9 +57,13 @@ var (
 )
 
 // Binary builds cmd/holdfast once per test process (with the race detector
-// when the tests run with it) and returns its path.
+// when the tests run with it) and returns its path. Tests that need it run
+// whole clusters: they are skipped in -short (make test-unit).
 func Binary(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (a cluster of real processes): skipped in -short")
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "holdfast-bin-")
 		if err != nil {
