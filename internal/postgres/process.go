@@ -217,6 +217,14 @@ func (i *Instance) launch() (*proc, int64, error) {
 	} else if len(written) > 0 {
 		i.log.Info("wrote missing timeline history files", "timelines", written)
 	}
+	// A newest timeline's segment whose copy broke before its switch point
+	// would hide WAL this member received and confirmed (see walseg.go).
+	aside := filepath.Join(filepath.Dir(i.cfg.DataDir), "wal-set-aside")
+	if moved, err := i.SetAsidePartialSegments(aside); err != nil {
+		i.log.Warn("looking for partial WAL segments of a new timeline", "err", err)
+	} else if len(moved) > 0 {
+		i.log.Warn("set aside WAL segment files of a new timeline that ended before its switch point: the older timeline's files hold that WAL in full", "files", moved, "moved_to", aside)
+	}
 	if err := checkPortFree(i.cfg.ListenAddr, i.cfg.Port); err != nil {
 		return nil, 0, err
 	}
