@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 DATA_DIR ?= holdfast-data
 
-.PHONY: build test test-unit verify demo deps ui-deps ui bench bench-proxy bench-buffer bench-api bench-compound clean
+.PHONY: build test test-unit chaos verify demo deps ui-deps ui bench bench-proxy bench-buffer bench-api bench-compound clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
@@ -31,6 +31,11 @@ test: deps ui-deps
 # NATS; every test that starts PostgreSQL or a cluster is skipped (-short).
 test-unit:
 	$(GO) test -short -count=1 ./...
+
+# The chaos run: 100 randomized compound faults on a three-member cluster,
+# every acknowledged write reconciled (docs/chaos.md). CHAOS_SEED replays.
+chaos: deps
+	CHAOS=1 $(GO) test -race -count=1 -timeout 30m -run TestChaos -v ./internal/supervisor
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

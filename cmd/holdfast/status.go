@@ -102,7 +102,7 @@ func printStatus(w io.Writer, s admin.ClusterStatus) {
 	tw.Flush()
 	for _, m := range s.Members {
 		if m.PromoteFailed {
-			fmt.Fprintf(w, "%s: its promotion failed %d times in a row: it stands in no election until it follows a leader again (docs/RUNBOOK.md)\n", m.Name, cluster.MaxPromoteFailures)
+			fmt.Fprintf(w, "%s: its promotion failed %d times in a row: it stands in no election for 30 s after the last failure, or until it follows a leader again (docs/RUNBOOK.md)\n", m.Name, cluster.MaxPromoteFailures)
 		}
 		if m.LastError != "" {
 			fmt.Fprintf(w, "%s: %s\n", m.Name, m.LastError)

@@ -351,12 +351,18 @@ func (a *Agent) promote(ctx context.Context) error {
 	return nil
 }
 
+// promoteRetryAfter is how long after its last failed promotion a member
+// whose promotions failed cluster.MaxPromoteFailures times in a row stands
+// in elections again.
+const promoteRetryAfter = 30 * time.Second
+
 // promoteFailed counts a promotion that could not finish; the decision
 // gives the leader key up once too many failed in a row.
 func (a *Agent) promoteFailed(ctx context.Context, err error) {
 	a.promoteFails++
+	a.promoteFailedAt = time.Now()
 	if cluster.PromoteFailed(a.promoteFails) {
-		a.event(ctx, cluster.EventPromoteFailed, "promotion failed %d times in a row (last: %v): this member stands in no election until it has followed a leader again", a.promoteFails, err)
+		a.event(ctx, cluster.EventPromoteFailed, "promotion failed %d times in a row (last: %v): this member stands in no election for %s, or until it has followed a leader again", a.promoteFails, err, promoteRetryAfter)
 	}
 }
 

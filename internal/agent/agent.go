@@ -124,9 +124,10 @@ type Agent struct {
 	lastPlan     cluster.Plan
 	backoff      actionBackoff // spaces out a plan that keeps failing
 	// promoteFails counts our promotions that failed in a row; reset by
-	// one that succeeds and once we stream from a leader (see
-	// cluster.MaxPromoteFailures).
-	promoteFails int
+	// one that succeeds, once we stream from a leader, and promoteRetryAfter
+	// after the last failure (see cluster.MaxPromoteFailures).
+	promoteFails    int
+	promoteFailedAt time.Time
 	lastErr      string
 	blockedRev   int64
 	syncList     []string

@@ -223,6 +223,14 @@ func (a *Agent) standbyLeaderOrphaned(local cluster.Local) bool {
 // observe reads the local PostgreSQL's state.
 func (a *Agent) observe(ctx context.Context) cluster.Local {
 	lease, _ := a.currentLease()
+	if cluster.PromoteFailed(a.promoteFails) && time.Since(a.promoteFailedAt) > promoteRetryAfter {
+		// Failures caused from outside (a kill or a pause during the
+		// promotion) look the same as a member that cannot promote: after
+		// a while it may stand again, or a cluster whose only candidate it
+		// is would wait for good.
+		a.log.Info("promotions failed earlier; standing in elections again", "failures", a.promoteFails, "last", a.promoteFailedAt)
+		a.promoteFails = 0
+	}
 	l := cluster.Local{Name: a.me.Name, Region: a.region, LeaseID: int64(lease), LeaseValid: a.leaseValid(), HeadOfHistory: a.headOfHistory(), PromoteFailures: a.promoteFails}
 	a.statusFresh = false
 	if !a.pg.Running() {

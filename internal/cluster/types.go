@@ -86,9 +86,9 @@ type Member struct {
 	LeaderLostRev int64 `json:"leader_lost_rev,omitempty"`
 
 	// PromoteFailed: the member's promotion failed
-	// cluster.MaxPromoteFailures times in a row and it has not followed a
-	// leader since. It reports its WAL position but is promoted only by an
-	// operator naming it.
+	// cluster.MaxPromoteFailures times in a row, within the last 30 s, and
+	// it has not followed a leader since. It reports its WAL position but is
+	// promoted only by an operator naming it.
 	PromoteFailed bool `json:"promote_failed,omitempty"`
 
 	LastError string    `json:"last_error,omitempty"`
