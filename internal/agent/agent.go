@@ -128,13 +128,13 @@ type Agent struct {
 	// after the last failure (see cluster.MaxPromoteFailures).
 	promoteFails    int
 	promoteFailedAt time.Time
-	lastErr      string
-	blockedRev   int64
-	syncList     []string
-	syncPending  *syncShrink
-	lastPublish  time.Time
-	published    cluster.Member
-	lastMaint    time.Time
+	lastErr         string
+	blockedRev      int64
+	syncList        []string
+	syncPending     *syncShrink
+	lastPublish     time.Time
+	published       cluster.Member
+	lastMaint       time.Time
 }
 
 // New prepares the agent for member name. It opens nothing yet.
