@@ -772,7 +772,7 @@ func (a *Agent) handover(ctx context.Context, target string) error {
 		}
 		sw.To = target
 		// The target must have received the shutdown checkpoint record.
-		sw.MinLSN = cluster.LSN(cd.CheckpointLSN) + 1
+		sw.MinLSN = cd.CheckpointLSN + 1
 		sw.HandedOver = true
 		t.Switchover = &sw
 		t.Failover = nil

@@ -268,7 +268,7 @@ func (a *Agent) observe(ctx context.Context) cluster.Local {
 		a.timelineSeen = a.lastStatus.TimeLine
 	}
 	l.Timeline = a.timelineSeen
-	l.LSN = lsn(a.lastStatus.CurrentLSN)
+	l.LSN = a.lastStatus.CurrentLSN
 	return l
 }
 

@@ -14,8 +14,6 @@ import (
 	"github.com/holdfast/holdfast/internal/postgres"
 )
 
-func lsn(l postgres.LSN) cluster.LSN { return cluster.LSN(l) }
-
 // publish writes the member's state under its lease when it changed, or
 // every loop interval (the WAL position moves constantly). force writes now.
 func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
@@ -36,7 +34,7 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 		st := a.lastStatus
 		if local.InRecovery {
 			m.Role = cluster.RoleReplica
-			m.ReplayLSN = lsn(st.ReplayLSN)
+			m.ReplayLSN = st.ReplayLSN
 			m.Streaming = st.WalReceiverStatus == "streaming"
 			m.Upstream = a.upstream
 			m.ReplayLagMS = a.replayLagMS(st)
@@ -55,7 +53,7 @@ func (a *Agent) publish(ctx context.Context, local cluster.Local, force bool) {
 			}
 			m.SyncStandbyNames = st.SyncStandbyNames
 			for _, r := range st.Replicas {
-				m.Replicas = append(m.Replicas, cluster.ReplicaStat{Name: r.AppName, State: r.State, SyncState: r.SyncState, FlushLSN: lsn(r.FlushLSN), ReplayLSN: lsn(r.ReplayLSN)})
+				m.Replicas = append(m.Replicas, cluster.ReplicaStat{Name: r.AppName, State: r.State, SyncState: r.SyncState, FlushLSN: r.FlushLSN, ReplayLSN: r.ReplayLSN})
 			}
 		}
 	} else if a.state != cluster.StateRejoining && a.state != cluster.StateStarting {

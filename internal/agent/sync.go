@@ -38,7 +38,7 @@ func (a *Agent) maintainPrimary(ctx context.Context) error {
 	for _, r := range st.Replicas {
 		if slices.Contains(others, r.AppName) && r.State == "streaming" {
 			healthy = append(healthy, r.AppName)
-			flush[r.AppName] = lsn(r.FlushLSN)
+			flush[r.AppName] = r.FlushLSN
 		}
 	}
 	mode := a.topo.SyncMode
@@ -53,7 +53,7 @@ func (a *Agent) maintainPrimary(ctx context.Context) error {
 		}
 	}
 	if p := a.syncPending; p != nil && p.lsn == 0 && a.statusFresh && !a.statusOK.Before(p.measureAfter) {
-		p.lsn = lsn(st.CurrentLSN)
+		p.lsn = st.CurrentLSN
 		// Look again soon: the remaining standbys are synchronous, they
 		// confirm that position within milliseconds, and until the set is
 		// narrowed an election needs the removed member's report.

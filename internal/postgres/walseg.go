@@ -81,7 +81,7 @@ func findPartialSegments(dir string, newest int, hist []HistoryEntry) ([]partial
 	child := newest
 	for k := len(hist) - 1; k >= 0; k-- {
 		parent, begin := hist[k].TLI, hist[k].SwitchPoint
-		if uint64(begin)%walSegmentSize == 0 || begin == 0 {
+		if uint64(begin)%walSegmentSize == 0 {
 			return out, nil // the timeline began with a segment of its own
 		}
 		segno := uint64(begin) / walSegmentSize
