@@ -49,6 +49,8 @@ func main() {
 	proxyRate := flag.Float64("proxy-rate", 300, "proxy path writes per second (0: off)")
 	drainTimeout := flag.Duration("drain-timeout", 5*time.Minute, "how long the buffer may take to drain after the last fault")
 	keep := flag.Bool("keep", false, "keep the data directory (agent logs under logs/) even when nothing was lost")
+	steadyHold := flag.Duration("steady-hold", 45*time.Second, "how long the table lock builds the backlog of the steady drain (at 2,000 writes/s, 45 s: about as many writes as 10 faults leave pending)")
+	flag.BoolVar(&traceDrain, "trace", false, "log the buffer's status once a second while it drains (commit rate, pending, stream batches, batches awaiting regions)")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	ctx := context.Background()
@@ -64,8 +66,8 @@ func main() {
 	defer func() { c.Stop() }()
 	log.Printf("cluster up in %s", c.Dir)
 
-	steady := steadyDrain(ctx, c, *bufferRate)
-	log.Printf("steady drain (backlog built behind a table lock, no fault): peak %.0f writes/s", steady)
+	steady := steadyDrain(ctx, c, *bufferRate, *steadyHold)
+	log.Printf("steady drain (backlog built behind a table lock held %s, no fault): peak %.0f writes/s", *steadyHold, steady)
 	var total result
 	for run := 1; run <= *runs; run++ {
 		r := oneRun(ctx, c, run, runConfig{faults: *faults, every: *every, pause: *pause, kinds: kindList,
@@ -387,12 +389,21 @@ func bufferStatus(ctx context.Context, c *up.Cluster) buffer.Status {
 
 // rateTracker samples the buffer's committed counter and keeps the best
 // commit rate over 5 s.
+// rateWindow is the window of the peak commit rate: long enough to smooth
+// the acknowledgements' bursts, short enough for a backlog drained in a
+// few seconds.
+const rateWindow = 2 * time.Second
+
+// traceDrain: -trace.
+var traceDrain bool
+
 type rateTracker struct {
 	ctx    context.Context
 	c      *up.Cluster
 	at     []time.Time
 	counts []uint64
 	best   float64
+	traced time.Time
 }
 
 func newRateTracker(ctx context.Context, c *up.Cluster) *rateTracker {
@@ -403,8 +414,19 @@ func (t *rateTracker) sample() buffer.Status {
 	st := bufferStatus(t.ctx, t.c)
 	now := time.Now()
 	t.at, t.counts = append(t.at, now), append(t.counts, st.Committed)
+	if traceDrain && now.Sub(t.traced) >= time.Second && len(t.at) > 1 {
+		n := len(t.at)
+		for i := n - 2; i >= 0; i-- {
+			if d := now.Sub(t.at[i]); d >= time.Second || i == 0 {
+				log.Printf("drain trace: %.0f writes/s committed, %d pending, %d stream batches, %d awaiting regions, %d redelivered, %d duplicates, %d transient retries",
+					float64(st.Committed-t.counts[i])/d.Seconds(), st.Pending, st.StreamBatches, st.AwaitingRegions, st.Redelivered, st.Duplicates, st.TransientRetries)
+				break
+			}
+		}
+		t.traced = now
+	}
 	for i := len(t.at) - 1; i >= 0; i-- {
-		if d := now.Sub(t.at[i]); d >= 5*time.Second {
+		if d := now.Sub(t.at[i]); d >= rateWindow {
 			if r := float64(st.Committed-t.counts[i]) / d.Seconds(); r > t.best {
 				t.best = r
 			}
@@ -418,10 +440,10 @@ func (t *rateTracker) peak() float64 { return t.best }
 
 // steadyDrain measures the committer's drain rate with no fault: ingest
 // runs while a superuser session holds an exclusive lock on the drills'
-// table for 15 s (the committer waits on it, and a backlog builds), then
-// the lock goes and the backlog drains; the best 5-second commit rate is
+// table for hold (the committer waits on it, and a backlog builds), then
+// the lock goes and the backlog drains; the best commit rate over rateWindow is
 // the reference.
-func steadyDrain(ctx context.Context, c *up.Cluster, rate float64) float64 {
+func steadyDrain(ctx context.Context, c *up.Cluster, rate float64, hold time.Duration) float64 {
 	p, ok := waitPrimary(ctx, c, time.Minute)
 	if !ok {
 		log.Fatal("steady drain: no primary")
@@ -446,7 +468,7 @@ func steadyDrain(ctx context.Context, c *up.Cluster, rate float64) float64 {
 	l := &drill.Load{Drill: fmt.Sprintf("steady-%d", time.Now().Unix()), Writer: w, Rate: rate, Concurrency: 16, Timeout: 10 * time.Second, Discard: true}
 	done := make(chan struct{})
 	go func() { defer close(done); defer w.Close(); l.Run(lctx) }()
-	time.Sleep(15 * time.Second)
+	time.Sleep(hold)
 	if err := tx.Commit(ctx); err != nil {
 		log.Fatal(err)
 	}

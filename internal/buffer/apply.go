@@ -190,24 +190,19 @@ func (s serverStamp) String() string { return s.started + " timeline " + s.timel
 // errSlowPath says a write failed permanently in the fast path.
 var errSlowPath = errors.New("a write failed permanently: apply under savepoints")
 
-// beginBatch starts the transaction of a batch and returns which of its
-// keys are recorded as applied, and the server's stamp.
-func beginBatch(ctx context.Context, conn *pgx.Conn, ws []Write) (pgx.Tx, map[string]bool, serverStamp, error) {
+// beginBatch starts the transaction of a batch and returns the server's
+// stamp.
+func beginBatch(ctx context.Context, conn *pgx.Conn) (pgx.Tx, serverStamp, error) {
 	var stamp serverStamp
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return nil, nil, stamp, err
+		return nil, stamp, err
 	}
 	if err := tx.QueryRow(ctx, `SELECT pg_postmaster_start_time()::text, substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`).Scan(&stamp.started, &stamp.timeline); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return nil, nil, stamp, err
+		return nil, stamp, err
 	}
-	done, err := appliedKeys(ctx, tx, ws)
-	if err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return nil, nil, stamp, err
-	}
-	return tx, done, stamp, nil
+	return tx, stamp, nil
 }
 
 // durabilityBarrier makes a transaction that found writes applied before,
@@ -223,47 +218,68 @@ func durabilityBarrier(ctx context.Context, tx pgx.Tx, key string) error {
 	return err
 }
 
-// appliedKeys returns which of ws's keys are recorded as applied.
-func appliedKeys(ctx context.Context, tx pgx.Tx, ws []Write) (map[string]bool, error) {
-	keys := make([]string, len(ws))
-	for i, w := range ws {
-		keys[i] = w.Key
+// claimKeys records the keys of ws as applied (the first write of each)
+// and returns those recorded now: the others were applied before (or are
+// being applied by a concurrent transaction that commits first). Each key
+// is one probe of the table's primary key, whatever the table holds: a
+// lookup of many keys by "key = ANY($1)" was planned as a sequential scan
+// comparing every row with every key (a generic plan, whose array is not
+// hashed), a second per group of 1,000 writes at 100,000 rows.
+func claimKeys(ctx context.Context, tx pgx.Tx, ws []Write) (map[string]bool, error) {
+	var (
+		keys, kinds []string
+		accepted    []time.Time
+		attempts    []int32
+	)
+	first := make(map[string]bool, len(ws))
+	for _, w := range ws {
+		if first[w.Key] {
+			continue
+		}
+		first[w.Key] = true
+		keys, kinds = append(keys, w.Key), append(kinds, w.Kind)
+		accepted, attempts = append(accepted, w.AcceptedAt), append(attempts, int32(w.Attempts+1))
 	}
-	done := map[string]bool{}
-	rows, err := tx.Query(ctx, "SELECT key FROM holdfast_buffer_applied WHERE key = ANY($1)", keys)
+	rows, err := tx.Query(ctx, `INSERT INTO holdfast_buffer_applied (key, kind, accepted_at, attempts)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[])
+		ON CONFLICT (key) DO NOTHING RETURNING key`, keys, kinds, accepted, attempts)
 	if err != nil {
 		return nil, err
 	}
+	claimed := make(map[string]bool, len(keys))
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		done[k] = true
+		claimed[k] = true
 	}
 	rows.Close()
-	return done, rows.Err()
+	return claimed, rows.Err()
 }
 
 func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
-	tx, done, stamp, err := beginBatch(ctx, conn, ws)
+	tx, stamp, err := beginBatch(ctx, conn)
 	if err != nil {
 		return nil, stamp, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	claimed, err := claimKeys(ctx, tx, ws)
+	if err != nil {
+		if Transient(err) {
+			return nil, stamp, err
+		}
+		return nil, stamp, errSlowPath
+	}
 	out := make([]Outcome, len(ws))
-	var (
-		keys, kinds []string
-		accepted    []time.Time
-		attempts    []int32
-	)
+	applied := 0
 	// Writes of a kind whose handler applies many at once are grouped.
 	groups := map[string][]Write{}
 	var kindOrder []string
 	for i, w := range ws {
 		out[i].Key = w.Key
-		if done[w.Key] {
+		if !claimed[w.Key] {
 			out[i].Duplicate = true
 			continue
 		}
@@ -271,10 +287,9 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 		if !ok {
 			return nil, stamp, errSlowPath
 		}
-		done[w.Key] = true // the same key twice in a batch applies once
+		delete(claimed, w.Key) // the same key twice in a batch applies once
 		out[i].Applied = true
-		keys, kinds = append(keys, w.Key), append(kinds, w.Kind)
-		accepted, attempts = append(accepted, w.AcceptedAt), append(attempts, int32(w.Attempts+1))
+		applied++
 		if _, ok := h.(BatchApplier); ok {
 			if _, seen := groups[w.Kind]; !seen {
 				kindOrder = append(kindOrder, w.Kind)
@@ -298,16 +313,10 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 			return nil, stamp, errSlowPath
 		}
 	}
-	if len(keys) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO holdfast_buffer_applied (key, kind, accepted_at, attempts)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[])`, keys, kinds, accepted, attempts); err != nil {
-			if Transient(err) {
-				return nil, stamp, err
-			}
-			return nil, stamp, errSlowPath
+	if applied == 0 {
+		if err := durabilityBarrier(ctx, tx, ws[0].Key); err != nil {
+			return nil, stamp, err
 		}
-	} else if err := durabilityBarrier(ctx, tx, ws[0].Key); err != nil {
-		return nil, stamp, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, stamp, err
@@ -334,7 +343,7 @@ func barrierIfOnlyDuplicates(ctx context.Context, tx pgx.Tx, out []Outcome) erro
 }
 
 func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
-	tx, done, stamp, err := beginBatch(ctx, conn, ws)
+	tx, stamp, err := beginBatch(ctx, conn)
 	if err != nil {
 		return nil, stamp, err
 	}
@@ -342,21 +351,16 @@ func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Ou
 	out := make([]Outcome, len(ws))
 	for i, w := range ws {
 		out[i].Key = w.Key
-		if done[w.Key] {
-			out[i].Duplicate = true
-			continue
-		}
-		h, ok := handlerFor(w.Kind)
-		if !ok {
-			out[i].Err = fmt.Errorf("%w: no handler for kind %q", ErrRejected, w.Kind)
-			continue
-		}
 		if _, err := tx.Exec(ctx, "SAVEPOINT holdfast_write"); err != nil {
 			return nil, stamp, err
 		}
-		err := h.Apply(ctx, tx, w)
-		if err == nil {
-			_, err = tx.Exec(ctx, "INSERT INTO holdfast_buffer_applied (key, kind, accepted_at, attempts) VALUES ($1, $2, $3, $4)", w.Key, w.Kind, w.AcceptedAt, w.Attempts+1)
+		claimed, err := claimKeys(ctx, tx, ws[i:i+1])
+		if err == nil && claimed[w.Key] {
+			if h, ok := handlerFor(w.Kind); !ok {
+				err = fmt.Errorf("%w: no handler for kind %q", ErrRejected, w.Kind)
+			} else {
+				err = h.Apply(ctx, tx, w)
+			}
 		}
 		if err != nil {
 			if Transient(err) {
@@ -371,8 +375,11 @@ func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Ou
 		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT holdfast_write"); err != nil {
 			return nil, stamp, err
 		}
-		done[w.Key] = true // the same key twice in a batch applies once
-		out[i].Applied = true
+		if claimed[w.Key] {
+			out[i].Applied = true
+		} else {
+			out[i].Duplicate = true // applied before, or earlier in this batch
+		}
 	}
 	if err := barrierIfOnlyDuplicates(ctx, tx, out); err != nil {
 		return nil, stamp, err

@@ -92,6 +92,27 @@ type Committer struct {
 	// writes dead-lettered; Redelivered counts batches sent back because
 	// the primary changed before the standby regions had them.
 	Committed, Applied, Duplicates, Retried, Dead, Redelivered atomic.Uint64
+	// AckedByPurge counts the batches acknowledged by purges of the stream
+	// (see ledger), AckedSingly those acknowledged one by one, and Purges
+	// the purges.
+	AckedByPurge, AckedSingly, Purges atomic.Uint64
+	// Purging says whether the last look at the consumer found this
+	// committer alone holding what is pending (acknowledging by purges).
+	Purging atomic.Bool
+
+	// stream is the log's stream (purged up to what is acknowledged), and
+	// ledger what this committer holds of it; ackNow wakes ackLoop.
+	stream jetstream.Stream
+	ledger ledger
+	ackNow chan struct{}
+	// deliveryMu is held while a fetch is out and its deliveries are not
+	// yet in the ledger, and while the consumer's state is compared with
+	// the ledger: a batch delivered and not yet recorded would make the
+	// two differ for a moment.
+	deliveryMu sync.Mutex
+	// ackWarn keeps failed acknowledgements (tried again every tick) from
+	// flooding the log.
+	ackWarn logLimit
 
 	// acked remembers the batches acknowledged lately, so that a batch
 	// delivered twice is counted once (ack and regionAckLoop run on one
@@ -121,7 +142,12 @@ func NewCommitter(ctx context.Context, nc *nats.Conn, cfg CommitterConfig, log *
 	if err != nil {
 		return nil, fmt.Errorf("committer consumer on %s: %w", cfg.Log.Stream, err)
 	}
-	return &Committer{cfg: cfg, js: js, cons: cons, log: log.With("component", "committer"), pendingAcks: make(chan []committed, 64)}, nil
+	stream, err := js.Stream(ctx, cfg.Log.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("write buffer stream %s: %w", cfg.Log.Stream, err)
+	}
+	return &Committer{cfg: cfg, js: js, cons: cons, stream: stream, log: log.With("component", "committer"),
+		pendingAcks: make(chan []committed, 64), ackNow: make(chan struct{}, 1)}, nil
 }
 
 // Run applies batches until ctx ends.
@@ -136,6 +162,16 @@ func (c *Committer) Run(ctx context.Context) error {
 	if err := c.connect(ctx); err != nil {
 		c.log.Info("database not reachable yet; writes are accepted and wait", "err", err)
 	}
+	// The baseline for acknowledging by purges: nothing pending yet (a
+	// previous committer's batches delivered and not acknowledged wait
+	// for the next time nothing is pending).
+	c.observe(ctx)
+	{
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); c.ackLoop(actx) }()
+		defer func() { stop(); <-done }()
+	}
 	if c.cfg.Replication != nil {
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -143,6 +179,9 @@ func (c *Committer) Run(ctx context.Context) error {
 		defer func() { stop(); <-done }()
 	}
 	for ctx.Err() == nil {
+		if c.ledger.needsBaseline(time.Now()) {
+			c.makeWayForBaseline(ctx)
+		}
 		msgs, err := c.fetchGroup()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -159,16 +198,65 @@ func (c *Committer) Run(ctx context.Context) error {
 	return nil
 }
 
+// makeWayForBaseline stops fetching until every batch held is
+// acknowledged (at most ledgerBaselineWait), then reads the consumer's
+// state: with nothing pending, a new baseline for purges (see ledger).
+func (c *Committer) makeWayForBaseline(ctx context.Context) {
+	deadline := time.Now().Add(ledgerBaselineWait)
+	for c.ledger.size() > 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+	c.observe(ctx)
+}
+
+// observe reads the consumer's state into the ledger, and says when the
+// committer starts or stops acknowledging by purges.
+func (c *Committer) observe(ctx context.Context) bool {
+	c.deliveryMu.Lock()
+	ci, err := c.cons.Info(ctx)
+	if err != nil {
+		c.deliveryMu.Unlock()
+		return false
+	}
+	ex := c.ledger.observe(ci.NumAckPending, ci.Delivered.Consumer)
+	c.deliveryMu.Unlock()
+	if was := c.Purging.Swap(ex); was != ex {
+		if ex {
+			c.log.Info("acknowledging by purges: this committer alone holds what is pending")
+		} else {
+			c.log.Info("acknowledging one by one: another process holds batches of the queue, or a delivery was lost; purges resume once nothing is pending",
+				"pending", ci.NumAckPending, "held", c.ledger.size())
+		}
+	}
+	return ex
+}
+
+// ledgerBaselineWait bounds how long the committer stops fetching for a
+// baseline.
+const ledgerBaselineWait = 2 * time.Second
+
 // maxGroupBatches bounds the batches applied in one transaction. A backlog
 // (after an outage, or batches sent back after a primary change) drains
 // in groups: one round trip for the keys already applied and one commit
 // per group instead of per batch.
 const maxGroupBatches = 128
 
-// fetchGroup waits up to a second for one batch, then takes what else is
-// already waiting, without waiting for more.
-func (c *Committer) fetchGroup() ([]jetstream.Msg, error) {
-	first, err := c.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+// fetchWait is how long the committer waits for a batch before it asks
+// again. Acknowledgements by purge wait while a fetch is out (see
+// deliveryMu), so this is also how late the last batches before an idle
+// spell are acknowledged.
+const fetchWait = 250 * time.Millisecond
+
+// fetchGroup waits up to fetchWait for one batch, then takes what else is
+// already waiting, without waiting for more, and records each delivery in
+// the ledger.
+func (c *Committer) fetchGroup() ([]fetched, error) {
+	c.deliveryMu.Lock()
+	defer c.deliveryMu.Unlock()
+	first, err := c.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +272,26 @@ func (c *Committer) fetchGroup() ([]jetstream.Msg, error) {
 			msgs = append(msgs, m)
 		}
 	}
-	return msgs, nil
+	now := time.Now()
+	out := make([]fetched, 0, len(msgs))
+	for _, m := range msgs {
+		f := fetched{msg: m}
+		if f.md, err = m.Metadata(); err != nil {
+			c.log.Error("a batch without JetStream metadata: sent back", "err", err)
+			_ = m.Nak()
+			continue
+		}
+		f.verdict = c.ledger.deliver(f.md.Sequence.Stream, f.md.Sequence.Consumer, m, now)
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// fetched is one delivery and what the ledger made of it.
+type fetched struct {
+	msg     jetstream.Msg
+	md      *jetstream.MsgMetadata
+	verdict delivery
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -199,30 +306,36 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // groupItem is one batch of a group: its message and writes.
 type groupItem struct {
 	msg jetstream.Msg
+	seq uint64 // stream sequence
 	ws  []Write
 }
 
 // handleGroup applies fetched batches: fresh ones together in one
 // transaction, a batch carrying writes that failed before on its own (so
 // that its retry delay and its failures stay its own).
-func (c *Committer) handleGroup(ctx context.Context, msgs []jetstream.Msg) {
+func (c *Committer) handleGroup(ctx context.Context, msgs []fetched) {
 	var fresh []groupItem
-	for _, msg := range msgs {
+	now := time.Now()
+	for _, f := range msgs {
+		if f.verdict != deliverApply {
+			continue // acknowledged already, or about to be: applied here before
+		}
+		msg, md, seq := f.msg, f.md, f.md.Sequence.Stream
 		ws, err := decodeBatch(msg.Data())
 		if err != nil {
-			c.log.Error("undecodable batch: dropped", "err", err)
-			_ = msg.Term()
+			c.log.Error("undecodable batch: dropped", "seq", seq, "err", err)
+			c.ledger.settle(seq, settledBatch{commitTime: now}, now)
+			c.wakeAcks()
 			continue
 		}
 		// Writes that failed permanently wait before their next attempt, as
 		// the dead-letter limit is meant to span time, not a burst of retries.
-		if md, err := msg.Metadata(); err == nil {
-			if wait := time.Until(md.Timestamp.Add(permanentRetryDelay(ws, c.cfg.RetryBase, c.cfg.RetryMax))); wait > 0 {
-				_ = msg.NakWithDelay(wait)
-				continue
-			}
+		if wait := time.Until(md.Timestamp.Add(permanentRetryDelay(ws, c.cfg.RetryBase, c.cfg.RetryMax))); wait > 0 {
+			c.ledger.set(seq, heldReturned)
+			_ = msg.NakWithDelay(wait)
+			continue
 		}
-		it := groupItem{msg: msg, ws: ws}
+		it := groupItem{msg: msg, seq: seq, ws: ws}
 		if retried(ws) {
 			if !c.applyGroup(ctx, []groupItem{it}) {
 				return
@@ -320,12 +433,18 @@ func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
 			}
 		}
 		off += len(it.ws)
-		if !c.handOn(ctx, it.msg, b) {
-			continue // not acknowledged: the batch is redelivered
+		if !c.handOn(ctx, it, b) {
+			// Not acknowledged: sent back, to be applied again.
+			c.ledger.set(it.seq, heldReturned)
+			_ = it.msg.Nak()
+			continue
 		}
-		acks = append(acks, committed{msg: it.msg, pos: pos, batch: b.withoutPayloads()})
+		acks = append(acks, committed{msg: it.msg, seq: it.seq, pos: pos, batch: b.withoutPayloads()})
 	}
 	if c.cfg.Replication != nil {
+		for _, a := range acks {
+			c.ledger.set(a.seq, heldAwaiting)
+		}
 		select {
 		case c.pendingAcks <- acks:
 		case <-ctx.Done():
@@ -333,32 +452,117 @@ func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
 		}
 		return true
 	}
-	c.ackAll(ctx, acks)
+	now := time.Now()
+	for _, a := range acks {
+		c.ledger.settle(a.seq, a.batch, now)
+	}
+	c.wakeAcks()
 	return true
 }
 
-// ackParallel bounds the acknowledgements in flight at once. Each waits for
-// the server's confirmation (so that a write is counted only once its
-// batch is really acknowledged); one after the other, on a loaded machine,
-// they were what limited the drain.
+// ackParallel bounds the acknowledgements one by one in flight at once.
+// Each waits for the server's confirmation (so that a write is counted
+// only once its batch is really acknowledged).
 const ackParallel = 64
 
-// ackAll acknowledges the batches concurrently and returns once all are
-// done.
-func (c *Committer) ackAll(ctx context.Context, acks []committed) {
-	if len(acks) == 1 {
-		c.ack(ctx, acks[0])
+// ackRenewEvery is how often batches waiting here tell JetStream they are
+// in progress, against its AckWait.
+func (c *Committer) ackRenewEvery() time.Duration { return c.cfg.AckWait / 3 }
+
+// wakeAcks tells ackLoop that batches settled.
+func (c *Committer) wakeAcks() {
+	select {
+	case c.ackNow <- struct{}{}:
+	default:
+	}
+}
+
+// ackLoop acknowledges settled batches: by purging the stream up to the
+// first batch not settled when this committer alone holds what is pending
+// (see ledger), one by one otherwise; and renews the batches that wait.
+func (c *Committer) ackLoop(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	// Renewals are looked for a few times per renewal period (each look
+	// goes through every batch held).
+	every := c.ackRenewEvery()
+	look := min(time.Second, every/4)
+	var looked time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			// Stopping: what is settled is acknowledged now rather than
+			// redelivered to the next committer (applied again as
+			// duplicates), within a bound.
+			fctx, cancel := context.WithTimeout(context.Background(), finalAckTimeout)
+			c.acknowledge(fctx, time.Now().Add(ledgerSingleAfter))
+			cancel()
+			return
+		case <-c.ackNow:
+		case <-t.C:
+		}
+		now := time.Now()
+		if now.Sub(looked) >= look {
+			looked = now
+			for _, m := range c.ledger.renew(now, every) {
+				_ = m.InProgress()
+			}
+		}
+		c.acknowledge(ctx, now)
+	}
+}
+
+// finalAckTimeout bounds the acknowledgements made as the committer stops.
+const finalAckTimeout = 5 * time.Second
+
+// acknowledge acknowledges what is settled, in bulk where it can.
+func (c *Committer) acknowledge(ctx context.Context, now time.Time) {
+	exclusive := false
+	if upTo, seqs := c.ledger.prefix(); len(seqs) > 0 {
+		exclusive = c.observe(ctx)
+		if exclusive {
+			if err := c.stream.Purge(ctx, jetstream.WithPurgeSequence(upTo)); err != nil {
+				if n, ok := c.ackWarn.allow(now); ok {
+					c.log.Warn("acknowledging by a purge of the stream; one by one instead", "up_to", upTo, "err", err, "failures", n)
+				}
+				exclusive = false
+			} else {
+				c.Purges.Add(1)
+				for _, h := range c.ledger.purged(upTo, seqs) {
+					c.AckedByPurge.Add(1)
+					c.count(msgSeq(h.msg), h.batch)
+				}
+			}
+		}
+	} else if !c.Purging.Load() && c.ledger.size() == 0 {
+		c.observe(ctx) // nothing held: a chance of a new baseline
+	}
+	singles := c.ledger.singles(exclusive, now)
+	if len(singles) == 0 {
 		return
 	}
 	sem := make(chan struct{}, ackParallel)
 	var wg sync.WaitGroup
-	for _, a := range acks {
+	for _, seq := range singles {
+		msg := c.ledger.msg(seq)
+		if msg == nil {
+			continue
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c.ack(ctx, a)
+			if err := msg.DoubleAck(ctx); err != nil {
+				if n, ok := c.ackWarn.allow(time.Now()); ok {
+					c.log.Warn("acknowledging a batch failed; it is tried again (applied already: no second effect)", "seq", seq, "err", err, "failures", n)
+				}
+				return
+			}
+			if h, ok := c.ledger.take(seq); ok {
+				c.AckedSingly.Add(1)
+				c.count(seq, h.batch)
+			}
 		}()
 	}
 	wg.Wait()
@@ -382,8 +586,8 @@ func (b settledBatch) withoutPayloads() settledBatch {
 
 // handOn stores a batch's failed writes durably (re-enqueued for a later
 // attempt, or dead-lettered) before the batch may be acknowledged.
-func (c *Committer) handOn(ctx context.Context, msg jetstream.Msg, b settledBatch) bool {
-	seq := msgSeq(msg)
+func (c *Committer) handOn(ctx context.Context, it groupItem, b settledBatch) bool {
+	seq := it.seq
 	if len(b.again) > 0 {
 		id := fmt.Sprintf("retry-%d", seq)
 		if _, err := c.js.Publish(ctx, c.cfg.Log.Subject, appendBatch(nil, b.again), jetstream.WithMsgID(id)); err != nil {
@@ -401,21 +605,15 @@ func (c *Committer) handOn(ctx context.Context, msg jetstream.Msg, b settledBatc
 	return true
 }
 
-// ack acknowledges a batch whose commit is where it must be, and only then
-// counts its writes and settles them: a batch sent back (its primary
-// changed first) or whose acknowledgement failed is counted when it is
-// finally acknowledged, so that each write counts once.
-func (c *Committer) ack(ctx context.Context, a committed) {
-	if err := a.msg.DoubleAck(ctx); err != nil {
-		c.log.Warn("acknowledging a batch; it will be redelivered (no second effect)", "err", err)
-		return
-	}
-	if c.acked.seen(msgSeq(a.msg), time.Now()) {
+// count counts an acknowledged batch's writes and settles them, once: a
+// batch sent back (its primary changed first) or whose acknowledgement
+// failed is counted when it is finally acknowledged.
+func (c *Committer) count(seq uint64, b settledBatch) {
+	if c.acked.seen(seq, time.Now()) {
 		// Another delivery of this batch was acknowledged before (it was
 		// redelivered while this one was in progress): already counted.
 		return
 	}
-	b := a.batch
 	c.Committed.Add(uint64(len(b.applied)))
 	c.Applied.Add(uint64(len(b.applied) - b.duplicates))
 	c.Duplicates.Add(uint64(b.duplicates))
@@ -426,6 +624,28 @@ func (c *Committer) ack(ctx context.Context, a committed) {
 	if c.settled != nil {
 		c.settled(b)
 	}
+}
+
+// logLimit lets a repeated warning through once per logLimitEvery, with
+// the number of occurrences since the last one let through.
+type logLimit struct {
+	mu    sync.Mutex
+	last  time.Time
+	count int
+}
+
+const logLimitEvery = 5 * time.Second
+
+func (l *logLimit) allow(now time.Time) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.count++
+	if now.Sub(l.last) < logLimitEvery {
+		return 0, false
+	}
+	n := l.count
+	l.last, l.count = now, 0
+	return n, true
 }
 
 // ackedSeqs is the set of stream sequences acknowledged within the last

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/holdfast/holdfast/internal/postgres"
 	"github.com/holdfast/holdfast/internal/testutil"
@@ -134,6 +135,83 @@ func TestCommitterAppliesOncePoisonDeadLetters(t *testing.T) {
 		}
 		return nil
 	})
+	// Alone on its consumer, the committer acknowledges by purges.
+	if c.Purges.Load() == 0 || c.AckedByPurge.Load() == 0 {
+		t.Fatalf("%d purges acknowledged %d batches (%d one by one): want the bulk path", c.Purges.Load(), c.AckedByPurge.Load(), c.AckedSingly.Load())
+	}
+}
+
+// TestCommittersShareConsumer: two committers on one consumer (two api
+// processes on one NATS) each hold batches the other does not know of; a
+// purge by either would remove the other's. Every write must be applied
+// once and counted once between them, and the stream end empty.
+//
+// A third process fetched batches first and died holding them: they are
+// redelivered after AckWait, and no purge may remove them before.
+func TestCommittersShareConsumer(t *testing.T) {
+	f := startCommitterFixture(t)
+	const writes, first = 3000, 100
+	f.appendIngest(t, "s", first)
+	dead, err := NewCommitter(context.Background(), f.nats.nc, f.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := dead.cons.Fetch(5, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range held.Messages() {
+		n++ // fetched, never applied nor acknowledged: the process died
+	}
+	if n == 0 {
+		t.Fatal("the dying process fetched nothing")
+	}
+	c1, _ := f.runCommitter(t, nil)
+	c2, _ := f.runCommitter(t, nil)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := first + w; i < writes; i += 8 {
+				wr := Write{Kind: "test-ingest", Key: fmt.Sprintf("s-%d", i), Payload: fmt.Appendf(nil, `{"guid":"%s"}`, guid("s", i)), AcceptedAt: time.Now()}
+				if err := f.log.Append(context.Background(), wr); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	f.waitRows(t, writes)
+	testutil.Eventually(t, 30*time.Second, "every write counted once", func() error {
+		if got := c1.Committed.Load() + c2.Committed.Load(); got != writes {
+			return fmt.Errorf("committed %d + %d", c1.Committed.Load(), c2.Committed.Load())
+		}
+		return nil
+	})
+	testutil.Eventually(t, 30*time.Second, "the stream empty", func() error {
+		info, err := f.log.js.Stream(context.Background(), f.cfg.Log.Stream)
+		if err != nil {
+			return err
+		}
+		si, err := info.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if si.State.Msgs != 0 {
+			return fmt.Errorf("%d batches in the stream", si.State.Msgs)
+		}
+		return nil
+	})
+	if c1.Committed.Load() == 0 || c2.Committed.Load() == 0 {
+		t.Fatalf("committed %d and %d: both committers were to take batches", c1.Committed.Load(), c2.Committed.Load())
+	}
+	t.Logf("committer 1: %d by purge, %d singly; committer 2: %d by purge, %d singly", c1.AckedByPurge.Load(), c1.AckedSingly.Load(), c2.AckedByPurge.Load(), c2.AckedSingly.Load())
+	if d := c1.Duplicates.Load() + c2.Duplicates.Load(); d != 0 {
+		t.Logf("%d duplicates (redeliveries past the short AckWait)", d)
+	}
 }
 
 // TestCommitterCrashBeforeAck: a committer that stops between the database

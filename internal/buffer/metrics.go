@@ -70,13 +70,27 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 	redelivered := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 		Name: "region_redeliveries_total", Help: "Committed batches applied again because the primary changed before every standby region had them (duplicates have no second effect)."},
 		func() float64 { return float64(s.committer.Redelivered.Load()) })
+	byPurge := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+		Name: "batches_acknowledged_total", Help: "Batches acknowledged to JetStream: by a purge of the stream up to the first batch not yet settled (one write for many), or one by one (when another process holds batches of the queue, or behind a batch sent back).",
+		ConstLabels: prometheus.Labels{"how": "purge"}}, func() float64 { return float64(s.committer.AckedByPurge.Load()) })
+	singly := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+		Name: "batches_acknowledged_total", Help: "Batches acknowledged to JetStream: by a purge of the stream up to the first batch not yet settled (one write for many), or one by one (when another process holds batches of the queue, or behind a batch sent back).",
+		ConstLabels: prometheus.Labels{"how": "single"}}, func() float64 { return float64(s.committer.AckedSingly.Load()) })
+	purging := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+		Name: "acknowledging_by_purge", Help: "1 while the committer alone holds what is pending in the queue and acknowledges by purges; 0 while it acknowledges one by one."},
+		func() float64 {
+			if s.committer.Purging.Load() {
+				return 1
+			}
+			return 0
+		})
 	m.groupTime = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 		Name: "apply_group_seconds", Help: "How long the committer took to apply one group of batches in one transaction and read its commit position (transient retries included).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}})
 	m.groupSize = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 		Name: "apply_group_writes", Help: "Writes applied in one committer transaction (a group of up to 128 batches).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
-	reg.MustRegister(m.accepted, m.rejected, m.ackLatency, m.commitLat, m.attempts, m.outcomes, m.groupTime, m.groupSize, transient, awaiting, redelivered, &depthCollector{s: s})
+	reg.MustRegister(m.accepted, m.rejected, m.ackLatency, m.commitLat, m.attempts, m.outcomes, m.groupTime, m.groupSize, transient, awaiting, redelivered, byPurge, singly, purging, &depthCollector{s: s})
 	return m
 }
 

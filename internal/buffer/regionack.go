@@ -67,6 +67,7 @@ func judge(pos Position, r Replication) regionVerdict {
 // standby regions, with Replication).
 type committed struct {
 	msg   jetstream.Msg
+	seq   uint64 // stream sequence
 	pos   Position
 	batch settledBatch
 }
@@ -96,15 +97,15 @@ func commitPosition(ctx context.Context, conn *pgx.Conn) (Position, serverStamp,
 	return Position{Timeline: int(tl), LSN: l}, stamp, nil
 }
 
-// regionAckLoop acknowledges committed batches once every standby region
-// has them, in commit order, and sends back for redelivery those the
-// primary changed under. Until then JetStream keeps them (the committer
-// tells it they are in progress), so that a region failover loses none.
+// regionAckLoop settles committed batches once every standby region has
+// them, in commit order (ackLoop then acknowledges them), and sends back
+// for redelivery those the primary changed under. Until then JetStream
+// keeps them (ackLoop tells it they are in progress), so that a region
+// failover loses none.
 func (c *Committer) regionAckLoop(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	var queue []committed
-	var lastProgress time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,16 +114,6 @@ func (c *Committer) regionAckLoop(ctx context.Context) {
 			queue = append(queue, es...)
 			continue
 		case <-t.C:
-		}
-		// JetStream redelivers what is not acknowledged within AckWait:
-		// batches still waiting for a standby region say they are alive,
-		// whatever else fails (a second delivery of a batch that is then
-		// acknowledged twice would be counted twice).
-		if len(queue) > 0 && time.Since(lastProgress) > c.cfg.AckWait/3 {
-			for _, e := range queue {
-				_ = e.msg.InProgress()
-			}
-			lastProgress = time.Now()
 		}
 		if len(queue) == 0 {
 			c.awaitingRegions.Store(0)
@@ -136,21 +127,24 @@ func (c *Committer) regionAckLoop(ctx context.Context) {
 			continue
 		}
 		n := 0
-		var acks []committed
+		now := time.Now()
 	judging:
 		for _, e := range queue {
 			switch judge(e.pos, r) {
 			case verdictWait:
 				break judging
 			case verdictAck:
-				acks = append(acks, e)
+				c.ledger.settle(e.seq, e.batch, now)
 			case verdictRedeliver:
 				c.Redelivered.Add(1)
+				c.ledger.set(e.seq, heldReturned)
 				_ = e.msg.Nak()
 			}
 			n++
 		}
-		c.ackAll(ctx, acks)
+		if n > 0 {
+			c.wakeAcks()
+		}
 		queue = queue[n:]
 		c.awaitingRegions.Store(int64(len(queue)))
 	}

@@ -199,10 +199,15 @@ func TestServiceWriteStatusAndDeadLetters(t *testing.T) {
 	if string(list.Writes[0].Payload) != `{"guid":"22222222-2222-4222-8222-222222222222","n":0}` {
 		t.Fatalf("dead payload %s", list.Writes[0].Payload)
 	}
-	var st Status
-	if code := f.call("GET", "/v1/buffer/status", nil, &st); code != http.StatusOK || st.Dead != 2 || st.DeadLettered != 2 || st.Committed != 1 {
-		t.Fatalf("status = %d %+v", code, st)
-	}
+	// The counters follow once the batches are acknowledged to JetStream
+	// (the dead letters are stored before).
+	htestutil.Eventually(t, 10*time.Second, "the counters", func() error {
+		var st Status
+		if code := f.call("GET", "/v1/buffer/status", nil, &st); code != http.StatusOK || st.Dead != 2 || st.DeadLettered != 2 || st.Committed != 1 {
+			return fmt.Errorf("status = %d %+v", code, st)
+		}
+		return nil
+	})
 
 	// Fix the cause, redrive twice: applied once.
 	if _, err := f.conn.Exec(context.Background(), "ALTER TABLE test_fixable DROP CONSTRAINT n_positive"); err != nil {
@@ -258,6 +263,7 @@ func TestServiceWriteStatusAndDeadLetters(t *testing.T) {
 	if ws.AcceptedAt.IsZero() || ws.Kind != KindIngest {
 		t.Fatalf("pending write after restart: %+v", ws)
 	}
+	var st Status
 	if code := f.call("GET", "/v1/buffer/status", nil, &st); code != http.StatusOK || st.Pending != 1 || st.OldestPendingSeconds <= 0 {
 		t.Fatalf("status with one write pending = %d %+v", code, st)
 	}
