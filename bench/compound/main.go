@@ -67,7 +67,7 @@ func main() {
 	log.Printf("cluster up in %s", c.Dir)
 
 	steady := steadyDrain(ctx, c, *bufferRate, *steadyHold)
-	log.Printf("steady drain (backlog built behind a table lock held %s, no fault): peak %.0f writes/s", *steadyHold, steady)
+	log.Printf("steady drain (backlog built behind a table lock held %s, no fault): %.0f writes/s", *steadyHold, steady)
 	var total result
 	for run := 1; run <= *runs; run++ {
 		r := oneRun(ctx, c, run, runConfig{faults: *faults, every: *every, pause: *pause, kinds: kindList,
@@ -183,7 +183,7 @@ func (r *result) print(label string) {
 			if len(r.drainRate) == 1 {
 				label = ""
 			}
-			fmt.Printf("  %speak drain after the faults %.0f writes/s, steady drain %.0f writes/s: ratio %.2f\n", label, r.drainRate[i], r.steadyRate[i], r.drainRate[i]/r.steadyRate[i])
+			fmt.Printf("  %sdrain after the faults %.0f writes/s, steady drain %.0f writes/s: ratio %.2f\n", label, r.drainRate[i], r.steadyRate[i], r.drainRate[i]/r.steadyRate[i])
 		}
 	}
 }
@@ -251,7 +251,7 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 			break
 		}
 	}
-	res.drainRate = append(res.drainRate, tr.peak())
+	res.drainRate = append(res.drainRate, tr.drainRate())
 	stopLoad()
 	wg.Wait()
 	resumes.Wait()
@@ -274,8 +274,8 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 	}
 	res.steadyRate = append(res.steadyRate, cfg.steadyRate)
 	res.healthy = append(res.healthy, <-healthy)
-	log.Printf("run %d: caught up %s after the last fault (peak drain %.0f writes/s), load ended %s after it, drained %s after it",
-		run, durOr(caughtUp, lastFault), tr.peak(), loadEnd.Sub(lastFault).Round(time.Millisecond), durOr(drainedAt, lastFault))
+	log.Printf("run %d: caught up %s after the last fault (drain %.0f writes/s), load ended %s after it, drained %s after it",
+		run, durOr(caughtUp, lastFault), tr.drainRate(), loadEnd.Sub(lastFault).Round(time.Millisecond), durOr(drainedAt, lastFault))
 
 	if err := c.Runner.WaitHealthy(ctx, 2*time.Minute); err != nil {
 		log.Printf("run %d: %v", run, err)
@@ -389,21 +389,17 @@ func bufferStatus(ctx context.Context, c *up.Cluster) buffer.Status {
 
 // rateTracker samples the buffer's committed counter and keeps the best
 // commit rate over 5 s.
-// rateWindow is the window of the peak commit rate: long enough to smooth
-// the acknowledgements' bursts, short enough for a backlog drained in a
-// few seconds.
-const rateWindow = 2 * time.Second
-
 // traceDrain: -trace.
 var traceDrain bool
 
+// rateTracker samples the buffer's status while a backlog drains.
 type rateTracker struct {
-	ctx    context.Context
-	c      *up.Cluster
-	at     []time.Time
-	counts []uint64
-	best   float64
-	traced time.Time
+	ctx     context.Context
+	c       *up.Cluster
+	at      []time.Time
+	counts  []uint64 // committed
+	pending []int
+	traced  time.Time
 }
 
 func newRateTracker(ctx context.Context, c *up.Cluster) *rateTracker {
@@ -413,7 +409,7 @@ func newRateTracker(ctx context.Context, c *up.Cluster) *rateTracker {
 func (t *rateTracker) sample() buffer.Status {
 	st := bufferStatus(t.ctx, t.c)
 	now := time.Now()
-	t.at, t.counts = append(t.at, now), append(t.counts, st.Committed)
+	t.at, t.counts, t.pending = append(t.at, now), append(t.counts, st.Committed), append(t.pending, st.Pending)
 	if traceDrain && now.Sub(t.traced) >= time.Second && len(t.at) > 1 {
 		n := len(t.at)
 		for i := n - 2; i >= 0; i-- {
@@ -425,24 +421,37 @@ func (t *rateTracker) sample() buffer.Status {
 		}
 		t.traced = now
 	}
-	for i := len(t.at) - 1; i >= 0; i-- {
-		if d := now.Sub(t.at[i]); d >= rateWindow {
-			if r := float64(st.Committed-t.counts[i]) / d.Seconds(); r > t.best {
-				t.best = r
-			}
-			break
-		}
-	}
 	return st
 }
 
-func (t *rateTracker) peak() float64 { return t.best }
+// drainRate is how fast the backlog went: the writes committed from the
+// sample where the most writes were pending (the database takes writes
+// again, or the lock went) to the last sample (caught up), over that time.
+// Stalls after the peak (a later failover) count; the outage before it,
+// when nothing could drain, does not. Ingest goes on meanwhile, in the
+// steady drain as after the faults.
+func (t *rateTracker) drainRate() float64 {
+	if len(t.at) < 2 {
+		return 0
+	}
+	top := 0
+	for i, p := range t.pending {
+		if p >= t.pending[top] {
+			top = i
+		}
+	}
+	last := len(t.at) - 1
+	d := t.at[last].Sub(t.at[top]).Seconds()
+	if top == last || d <= 0 {
+		return 0
+	}
+	return float64(t.counts[last]-t.counts[top]) / d
+}
 
 // steadyDrain measures the committer's drain rate with no fault: ingest
 // runs while a superuser session holds an exclusive lock on the drills'
 // table for hold (the committer waits on it, and a backlog builds), then
-// the lock goes and the backlog drains; the best commit rate over rateWindow is
-// the reference.
+// the lock goes and the backlog drains; its drainRate is the reference.
 func steadyDrain(ctx context.Context, c *up.Cluster, rate float64, hold time.Duration) float64 {
 	p, ok := waitPrimary(ctx, c, time.Minute)
 	if !ok {
@@ -483,7 +492,7 @@ func steadyDrain(ctx context.Context, c *up.Cluster, rate float64, hold time.Dur
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !bufferStatus(ctx, c).Drained; {
 		time.Sleep(100 * time.Millisecond)
 	}
-	return tr.peak()
+	return tr.drainRate()
 }
 
 // regionsHealthy waits until every region is healthy, and returns how long

@@ -238,11 +238,19 @@ func (c *Committer) observe(ctx context.Context) bool {
 // baseline.
 const ledgerBaselineWait = 2 * time.Second
 
-// maxGroupBatches bounds the batches applied in one transaction. A backlog
-// (after an outage, or batches sent back after a primary change) drains
-// in groups: one round trip for the keys already applied and one commit
-// per group instead of per batch.
-const maxGroupBatches = 128
+// maxGroupBatches and maxGroupBytes bound the batches applied in one
+// transaction. A backlog (after an outage, or batches sent back after a
+// primary change) drains in groups: one statement for the keys, one
+// commit (and its wait for the synchronous standbys) per group instead of
+// per batch. 512 batches of the few writes each that a backlog built
+// during faults holds are about 3,000 writes: with 128, recovering
+// members' load made each group's fixed costs (the commit's wait above
+// all) what bounded the drain after faults.
+const (
+	maxGroupBatches = 512
+	maxGroupBytes   = 16 << 20
+	fetchChunk      = 128
+)
 
 // fetchWait is how long the committer waits for a batch before it asks
 // again. Acknowledgements by purge wait while a fetch is out (see
@@ -267,9 +275,22 @@ func (c *Committer) fetchGroup() ([]fetched, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	if more, err := c.cons.FetchNoWait(maxGroupBatches - 1); err == nil {
+	// What else waits, in chunks, up to maxGroupBatches batches or
+	// maxGroupBytes of them.
+	size := len(msgs[0].Data())
+	for len(msgs) < maxGroupBatches && size < maxGroupBytes {
+		more, err := c.cons.FetchNoWait(min(fetchChunk, maxGroupBatches-len(msgs)))
+		if err != nil {
+			break
+		}
+		n := 0
 		for m := range more.Messages() {
 			msgs = append(msgs, m)
+			size += len(m.Data())
+			n++
+		}
+		if n == 0 {
+			break
 		}
 	}
 	now := time.Now()

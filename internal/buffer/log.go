@@ -63,12 +63,13 @@ type Log struct {
 // While the committer is behind (a database outage, batches sent back
 // after a primary change), a batch of fewer than lingerWrites writes waits
 // for more: as long as another write comes within lingerGap of the last,
-// and at most lingerMax. Every batch costs the committer a JetStream
-// acknowledgement (a removal from the work queue, fsynced): with nothing
-// holding the group commit up, writes at 2,000/s are stored one or two per
-// batch, and a backlog of such batches drained at the rate the
-// acknowledgements' fsyncs go through, a few hundred per second on a loaded
-// 2-core machine: slower than the writes came in. The wait is short
+// and at most lingerMax. Every batch costs the committer a fetch, a decode
+// and its tracking, and, when it cannot acknowledge by purge (see ledger),
+// a removal from the work queue fsynced on its own: with nothing holding
+// the group commit up, writes at 2,000/s are stored one or two per batch,
+// and a backlog of such batches acknowledged one by one drained at a few
+// hundred batches per second on a loaded 2-core machine, slower than the
+// writes came in. The wait is short
 // because it is also the writers' (16 writers that each wait 10 ms more
 // per write cannot write 2,000/s), and it only ever delays a write that
 // would wait behind lingerBacklog others before being applied.

@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		Name: "apply_group_seconds", Help: "How long the committer took to apply one group of batches in one transaction and read its commit position (transient retries included).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}})
 	m.groupSize = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-		Name: "apply_group_writes", Help: "Writes applied in one committer transaction (a group of up to 128 batches).",
+		Name: "apply_group_writes", Help: "Writes applied in one committer transaction (a group of up to 512 batches).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
 	reg.MustRegister(m.accepted, m.rejected, m.ackLatency, m.commitLat, m.attempts, m.outcomes, m.groupTime, m.groupSize, transient, awaiting, redelivered, byPurge, singly, purging, &depthCollector{s: s})
 	return m
