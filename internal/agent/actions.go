@@ -390,7 +390,17 @@ func (a *Agent) startStandby(ctx context.Context) error {
 func (a *Agent) startAsStandby(ctx context.Context, upstream string) error {
 	if a.pg.Running() {
 		// Started and still recovering, not consistent yet (observe reports
-		// it down until it answers): nothing to start.
+		// it down until it answers): nothing to start. A standby region's
+		// leader in that state may be waiting for WAL from a member that is
+		// no longer the primary (it failed over meanwhile): the WAL it
+		// lacks comes from the primary only, so it is re-pointed there
+		// (a reload: no connection needed). Otherwise it would wait for
+		// good, and its region with it (seen: 8 minutes, "replication slot
+		// does not exist" on the old primary, now a replica).
+		if pl := a.primaryLeader(); pl != nil && a.leader != nil && a.leader.Member == a.me.Name && a.upstream != pl.Member {
+			a.log.Info("standby leader still recovering, streaming from a member that is not the primary: following the primary", "upstream", a.upstream, "primary", pl.Member)
+			return a.follow(ctx, pl.Member)
+		}
 		a.waitingFor("postgres is recovering and accepts no connections yet")
 		return nil
 	}
