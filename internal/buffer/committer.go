@@ -115,8 +115,8 @@ type Committer struct {
 	ackWarn logLimit
 
 	// acked remembers the batches acknowledged lately, so that a batch
-	// delivered twice is counted once (ack and regionAckLoop run on one
-	// goroutine at a time: the committer's, or regionAckLoop's).
+	// delivered twice is counted once (count runs from ackLoop and its
+	// one-by-one acknowledgements; ackedSeqs has its own lock).
 	acked ackedSeqs
 
 	// pendingAcks feeds regionAckLoop; awaitingRegions is its queue length.
