@@ -962,3 +962,57 @@ func TestPdeathsigHelper(t *testing.T) {
 	fmt.Printf("POSTMASTER_PID=%d\n", inst.PID())
 	os.Exit(0) // the agent dies without stopping PostgreSQL
 }
+
+// TestStartKillsLeftovers: a backend stopped (SIGSTOP) when its postmaster
+// was killed outlives it and holds the old shared memory; Start must end
+// it, or the server never starts again ("pre-existing shared memory block
+// is still in use"), as a chaos run once left a member for good.
+func TestStartKillsLeftovers(t *testing.T) {
+	requirePG(t)
+	ctx := ctxT(t, 60*time.Second)
+	cfg := testConfig(testDir(t), "left", freePort(t))
+	inst := newTestInstance(t, cfg)
+	if err := inst.InitDB(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.WriteConfig(Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := inst.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(backend, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(backend, syscall.SIGKILL); _ = syscall.Kill(backend, syscall.SIGCONT) })
+	exited := inst.Exited()
+	if err := syscall.Kill(inst.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("postmaster not reaped 10s after kill -9")
+	}
+	// The other processes notice the postmaster's death and exit; the
+	// stopped backend cannot.
+	waitFor(t, 10*time.Second, "the running children of the killed postmaster to exit", func() (bool, error) {
+		left := inst.leftovers()
+		return len(left) == 1 && left[0] == backend, fmt.Errorf("leftovers %v, stopped backend %d", left, backend)
+	})
+	if err := inst.Start(ctx); err != nil {
+		t.Fatalf("Start with a stopped backend of the killed postmaster left: %v", err)
+	}
+	if state, _ := procStat(backend); state != "" && state != "Z" && state != "X" {
+		t.Fatalf("the stopped backend %d still runs (state %s)", backend, state)
+	}
+	exec1(t, inst, "SELECT 1")
+}

@@ -210,6 +210,7 @@ func (i *Instance) launch() (*proc, int64, error) {
 	if err := i.removeStalePidFile(); err != nil {
 		return nil, 0, err
 	}
+	i.killLeftovers()
 	// So that it can serve every ancestor's history to a standby that
 	// cascades from it (a base backup brings only the newest file).
 	if written, err := i.CompleteTimelineHistory(); err != nil {
@@ -437,6 +438,68 @@ func (i *Instance) removeStalePidFile() error {
 		return fmt.Errorf("remove stale %s: %w", path, err)
 	}
 	return nil
+}
+
+// killLeftovers ends the processes a dead postmaster left on DataDir (its
+// backends, walsenders, auxiliary processes). They exit on their own once
+// they notice the postmaster is gone, unless they cannot run: stopped
+// (SIGSTOP, a frozen cgroup) or stuck. Until they exit they hold the old
+// shared memory, and every start fails with "pre-existing shared memory
+// block is still in use": the member could not come back until someone
+// killed them by hand. Called once no postmaster runs on DataDir
+// (removeStalePidFile made sure); it waits up to leftoverWait for them to
+// go (one stuck in the kernel may outlive it: the start then fails and is
+// tried again).
+func (i *Instance) killLeftovers() {
+	pids := i.leftovers()
+	if len(pids) == 0 {
+		return
+	}
+	i.log.Warn("processes of a previous postmaster still run on the data directory (stopped or stuck): killing them, or the server cannot start", "pids", pids)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	deadline := time.Now().Add(leftoverWait)
+	for len(i.leftovers()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// leftoverWait bounds the wait for killed leftovers to exit.
+const leftoverWait = 5 * time.Second
+
+// leftovers lists the live postgres processes whose working directory is
+// DataDir (every process of a postmaster works there; comm stays
+// "postgres" whatever title a backend shows).
+func (i *Instance) leftovers() []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	want := i.cfg.DataDir
+	if r, err := filepath.EvalSymlinks(want); err == nil {
+		want = r
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != want {
+			continue
+		}
+		if state, _ := procStat(pid); state == "" || state == "Z" || state == "X" {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
 }
 
 // isPostmasterOf reports whether pid is a live (not zombie) process whose

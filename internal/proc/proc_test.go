@@ -87,3 +87,65 @@ func isZombie(stat string) bool {
 	f := strings.Fields(stat[i+1:])
 	return i >= 0 && len(f) > 0 && f[0] == "Z"
 }
+
+// TestStopNodeListsEveryStopped: a "postmaster" forking all the time; every
+// process StopNode stopped is in its list (the heal resumes exactly that
+// list), and nothing is forked once it returns.
+func TestStopNodeListsEveryStopped(t *testing.T) {
+	pm := exec.Command("sh", "-c", "while true; do setsid sleep 60 & sleep 0.005; done")
+	if err := pm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	agent := exec.Command("sleep", "60")
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stopped []int
+	t.Cleanup(func() {
+		for _, pid := range append(stopped, Descendants(pm.Process.Pid)...) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+		_ = pm.Process.Kill()
+		_ = agent.Process.Kill()
+		_, _ = pm.Process.Wait()
+		_, _ = agent.Process.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(Descendants(pm.Process.Pid)) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var err error
+	if stopped, err = StopNode(agent.Process.Pid, pm.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	listed := map[int]bool{}
+	for _, pid := range stopped {
+		listed[pid] = true
+	}
+	if !listed[agent.Process.Pid] || !listed[pm.Process.Pid] {
+		t.Fatalf("agent or postmaster missing from %v", stopped)
+	}
+	kids := Descendants(pm.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatal("no child under the shell")
+	}
+	for _, k := range kids {
+		if !listed[k] {
+			t.Fatalf("child %d under the stopped postmaster, not in the list of stopped processes", k)
+		}
+		// A signal lands when the process next runs.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(k) + "/stat")
+			s := string(b)
+			if s == "" || isZombie(s) || strings.Contains(s[strings.LastIndexByte(s, ')'):], " T ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("child %d not stopped: %s", k, s)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
