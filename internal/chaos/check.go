@@ -124,20 +124,27 @@ func Check(ops []Op, stored map[string]int, terms []Term) Result {
 	return r
 }
 
-// deposedBy returns the term of another member that had begun before o was
-// invoked and that began after o's member's own last term began: o was
-// answered by a primary already replaced.
+// deposedBy returns the term of another member that began before o was
+// invoked and after the last term of o's member begun by the time o was
+// answered: o was answered by a primary replaced before the write was even
+// sent. A write held across its member's own promotion (sent while another
+// was primary, answered by the new one) is fine: its member's term begun
+// by the answer is that promotion. The agents log a promotion once it is
+// done, so a first write may be answered a little before its member's
+// "promoted" event: promotionStampSlack allows for that.
 func deposedBy(terms []Term, o Op) (Term, bool) {
 	var own, later *Term
+	answered := o.Completed
+	if answered.Before(o.Invoked) {
+		answered = o.Invoked
+	}
 	for i := range terms {
 		t := &terms[i]
-		if !t.From.Before(o.Invoked) {
+		if t.Member != o.Member || t.From.After(answered.Add(promotionStampSlack)) {
 			continue
 		}
-		if t.Member == o.Member {
-			if own == nil || t.From.After(own.From) {
-				own = t
-			}
+		if own == nil || t.From.After(own.From) {
+			own = t
 		}
 	}
 	if own == nil {
@@ -156,6 +163,10 @@ func deposedBy(terms []Term, o Op) (Term, bool) {
 	}
 	return *later, true
 }
+
+// promotionStampSlack: how much earlier than its member's "promoted" event
+// a write may be answered by the new primary.
+const promotionStampSlack = 250 * time.Millisecond
 
 func member(m string) string {
 	if m == "" {

@@ -106,14 +106,45 @@ func LabCluster(cfg config.Config, st admin.ClusterStatus) error {
 
 // Run runs a chaos run with r's cluster and reconciles it.
 func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
+	h, err := Record(ctx, r, rc)
+	if err != nil {
+		return Report{}, err
+	}
+	return Judge(ctx, r, h)
+}
+
+// History is what a chaos run recorded: every write with its invocation,
+// completion and outcome, the faults as they went, the cluster's events.
+// Judge reconciles it with the rows in the database.
+type History struct {
+	Seed uint64
+	// Name is the run's drill name; path p's writes carry Name-p.
+	Name  string
+	Paths []string
+	Ops   map[string][]Op
+	// First was primary when the run started; Events are the cluster's
+	// events during it (promotions make the primaries' terms).
+	First   string
+	Start   time.Time
+	Events  []cluster.Event
+	Applied []AppliedFault
+	// Restored: from the last heal to a healthy cluster (-1: not within
+	// the settle time).
+	Restored time.Duration
+}
+
+// Record runs a chaos run with r's cluster: writes on every path while the
+// faults of the plan come, then the wait for health and for the write
+// buffer to drain.
+func Record(ctx context.Context, r *drill.Runner, rc RunConfig) (*History, error) {
 	for _, k := range rc.Plan.Kinds {
 		if !slices.Contains(LoopbackFaults, k) {
-			return Report{}, fmt.Errorf("fault %s: not available on a loopback cluster yet (available: %v)", k, LoopbackFaults)
+			return nil, fmt.Errorf("fault %s: not available on a loopback cluster yet (available: %v)", k, LoopbackFaults)
 		}
 	}
 	steps, err := Plan(rc.Plan)
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	if len(rc.Paths) == 0 {
 		rc.Paths = drill.Paths
@@ -131,29 +162,29 @@ func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
 	}
 	st, err := admin.Status(ctx, r.Store, r.Cfg)
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	if err := LabCluster(r.Cfg, st); err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	if err := r.CheckHealthy(ctx); err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	first, _ := st.PrimaryMember()
 	if err := r.Prepare(ctx); err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	name := fmt.Sprintf("chaos-%d-%d", rc.Plan.Seed, time.Now().UnixMilli())
 	lease, stopLease, err := r.Claim(ctx, name)
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	defer stopLease()
 
 	// Promotions, for the terms of the primaries.
 	_, rev, err := r.Store.EventLog(ctx, 1)
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
 	ectx, cancelEvents := context.WithCancel(ctx)
 	var events []cluster.Event
@@ -176,7 +207,7 @@ func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
 	for _, p := range rc.Paths {
 		w, err := r.NewWriter(p)
 		if err != nil {
-			return Report{}, err
+			return nil, err
 		}
 		l := &drill.Load{Drill: name + "-" + p, Writer: w, Rate: rc.Rate, Concurrency: max(8, int(rc.Rate/20)), Timeout: 30 * time.Second}
 		loads[p] = l
@@ -192,7 +223,7 @@ func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
 	for _, s := range steps {
 		select {
 		case <-ctx.Done():
-			return Report{}, ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(time.Until(start.Add(s.At))):
 		}
 		a := AppliedFault{Step: s, Start: time.Now(), RecoveryMS: -1}
@@ -227,20 +258,39 @@ func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
 	if slices.Contains(rc.Paths, "buffer") {
 		progress("waiting for the write buffer to drain")
 		if err := r.WaitDrained(ctx, 5*time.Minute, end); err != nil {
-			return Report{}, err
+			return nil, err
 		}
 	}
 	stop()
+	h := &History{Seed: rc.Plan.Seed, Name: name, Paths: rc.Paths, Ops: map[string][]Op{}, First: first.Name, Start: start,
+		Events: events, Applied: applied, Restored: restored}
+	// The SQL paths name the member that answered by its port
+	// (inet_server_port): the terms name members.
+	names := map[string]string{}
+	for _, reg := range r.Cfg.Regions {
+		for _, m := range reg.Members {
+			names[fmt.Sprintf("port %d", m.Port)] = m.Name
+			names[fmt.Sprintf("port %d", m.ReachPort())] = m.Name
+		}
+	}
+	for _, p := range rc.Paths {
+		h.Ops[p] = opsOf(p, loads[p].Records(), names)
+	}
+	return h, nil
+}
 
-	stored, err := storedRows(ctx, r, name, rc.Paths)
+// Judge reads, on the primary, the rows of the run's writes and checks
+// the history against them.
+func Judge(ctx context.Context, r *drill.Runner, h *History) (Report, error) {
+	stored, err := storedRows(ctx, r, h.Name, h.Paths)
 	if err != nil {
 		return Report{}, err
 	}
-	terms := Terms(first.Name, start, events)
-	rep := Report{Seed: rc.Plan.Seed, Paths: map[string]PathResult{}, HealthRestoredMS: restored.Milliseconds()}
+	terms := Terms(h.First, h.Start, h.Events)
+	rep := Report{Seed: h.Seed, Paths: map[string]PathResult{}, HealthRestoredMS: h.Restored.Milliseconds()}
 	var all, synchronous []Op
-	for _, p := range rc.Paths {
-		ops := opsOf(p, loads[p].Records())
+	for _, p := range h.Paths {
+		ops := h.Ops[p]
 		all = append(all, ops...)
 		if p != "buffer" {
 			synchronous = append(synchronous, ops...)
@@ -256,10 +306,10 @@ func Run(ctx context.Context, r *drill.Runner, rc RunConfig) (Report, error) {
 	if len(synchronous) == 0 {
 		synchronous = all
 	}
-	rep.Faults = recoveries(applied, synchronous)
-	rep.Passed = len(rep.Violations) == 0 && restored >= 0
+	rep.Faults = recoveries(append([]AppliedFault(nil), h.Applied...), synchronous)
+	rep.Passed = len(rep.Violations) == 0 && h.Restored >= 0
 	if len(rep.Violations) > 0 {
-		rep.History = Slice(all, marks(applied, events), rep.Violations[0].At, 3*time.Second)
+		rep.History = Slice(all, marks(h.Applied, h.Events), rep.Violations[0].At, 3*time.Second)
 	}
 	return rep, nil
 }
@@ -278,10 +328,16 @@ func Terms(first string, start time.Time, events []cluster.Event) []Term {
 	return out
 }
 
-func opsOf(path string, recs []drill.Record) []Op {
+// opsOf makes ops of a path's records; names maps what a record says
+// answered ("port 5432") to the member's name.
+func opsOf(path string, recs []drill.Record, names map[string]string) []Op {
 	out := make([]Op, len(recs))
 	for i, r := range recs {
-		out[i] = Op{Path: path, ID: r.ID, Invoked: r.Sent, Completed: r.Done, Outcome: r.Outcome, Member: r.Member}
+		member := r.Member
+		if n, ok := names[member]; ok {
+			member = n
+		}
+		out[i] = Op{Path: path, ID: r.ID, Invoked: r.Sent, Completed: r.Done, Outcome: r.Outcome, Member: member}
 	}
 	return out
 }
@@ -385,12 +441,18 @@ func (in *injector) inject(ctx context.Context, s Step) (string, error) {
 		// The processes stopped now are the ones resumed at the heal: if
 		// another fault kills the postmaster meanwhile, its children are
 		// no longer found under it, and would stay stopped for good.
-		stopped := append([]int{target.AgentPID, target.PID}, proc.Descendants(target.PID)...)
-		if err = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGSTOP); err == nil {
+		var stopped []int
+		stopped, err = proc.StopNode(target.AgentPID, target.PID)
+		resume := func() {
+			for _, pid := range stopped {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+		if err != nil {
+			resume() // half a fault: undone now, reported
+		} else {
 			heal = func() {
-				for _, pid := range stopped {
-					_ = syscall.Kill(pid, syscall.SIGCONT)
-				}
+				resume()
 				_ = proc.SignalNode(target.AgentPID, target.PID, syscall.SIGCONT)
 			}
 		}

@@ -79,3 +79,20 @@ func TestRecoveries(t *testing.T) {
 		t.Errorf("recovery %d ms with no write after the fault, want -1", got[1].RecoveryMS)
 	}
 }
+
+// TestOpsNameMembers: the SQL paths say which member answered by its port;
+// the checker's terms name members, so a port left unmapped would never be
+// judged for two writers (as the first runs were).
+func TestOpsNameMembers(t *testing.T) {
+	recs := []drill.Record{{ID: "a", Outcome: drill.OK, Member: "port 5432"}, {ID: "b", Outcome: drill.OK, Member: "port 6000"}, {ID: "c", Outcome: drill.OK}}
+	ops := opsOf("direct", recs, map[string]string{"port 5432": "home-a"})
+	if got := []string{ops[0].Member, ops[1].Member, ops[2].Member}; got[0] != "home-a" || got[1] != "port 6000" || got[2] != "" {
+		t.Fatalf("members %q", got)
+	}
+	t0 := time.Now()
+	terms := []Term{{Member: "home-a", From: t0}, {Member: "home-b", From: t0.Add(time.Second)}}
+	ops[0].Invoked, ops[0].Completed = t0.Add(2*time.Second), t0.Add(2*time.Second)
+	if r := Check(ops[:1], map[string]int{"a": 1}, terms); r.TwoWritersN != 1 {
+		t.Fatalf("a write answered by home-a after home-b's promotion: %s", r.Summary())
+	}
+}

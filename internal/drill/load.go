@@ -155,9 +155,12 @@ func (s *SQLWriter) Write(ctx context.Context, drill, id string, at time.Time) (
 		conn = nil
 		return "", fmt.Errorf("%w: %v", ErrRefused, err)
 	case isServerError(err) && !isUnknownOutcome(err): // the statement failed: not written
-		if conn.IsClosed() {
-			conn = nil
-		}
+		// The next write connects again, to whoever is primary then: a
+		// connection kept to a demoted member would fail every write sent
+		// on it ("read-only transaction"), as an application that does
+		// not reconnect after an error would.
+		_ = conn.Close(context.Background())
+		conn = nil
 		return "", fmt.Errorf("%w: %v", ErrRefused, err)
 	default: // lost mid-flight, or 08007: maybe written
 		_ = conn.Close(context.Background())

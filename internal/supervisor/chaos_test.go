@@ -3,12 +3,16 @@ package supervisor_test
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/holdfast/holdfast/internal/api"
 	"github.com/holdfast/holdfast/internal/chaos"
+	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/drill"
 )
 
@@ -60,8 +64,12 @@ func TestChaos(t *testing.T) {
 	plan := chaos.PlanConfig{Seed: seed, Faults: faults, Kinds: chaos.LoopbackFaults, Every: 3 * time.Second,
 		MinHold: 2 * time.Second, MaxHold: 6 * time.Second, MaxActive: 2}
 	start := time.Now()
-	rep, err := chaos.Run(ctx, r, chaos.RunConfig{Plan: plan, Rate: 30, Settle: 3 * time.Minute,
+	hist, err := chaos.Record(ctx, r, chaos.RunConfig{Plan: plan, Rate: 30, Settle: 3 * time.Minute,
 		Progress: func(s string) { t.Logf("chaos: %s", s) }})
+	if err != nil {
+		t.Fatalf("chaos run (seed %d): %v", seed, err)
+	}
+	rep, err := chaos.Judge(ctx, r, hist)
 	if err != nil {
 		t.Fatalf("chaos run (seed %d): %v", seed, err)
 	}
@@ -78,5 +86,75 @@ func TestChaos(t *testing.T) {
 			t.Errorf("the cluster was not healthy within 3 minutes of the last heal")
 		}
 		t.Fatalf("chaos run failed (replay with CHAOS=1 CHAOS_SEED=%d CHAOS_FAULTS=%d); history around the first violation:\n%s", seed, faults, rep.History)
+	}
+	plantViolations(ctx, t, h, r, hist)
+}
+
+// plantViolations shows the checker catching each class of violation in
+// this run's own history and rows: an acknowledged write deleted, one
+// stored twice, and a promotion of another member told just before a
+// write the primary then acknowledged (the second writable primary is
+// planted in the history: making a real one means defeating the fencing
+// the run has just checked).
+func plantViolations(ctx context.Context, t *testing.T, h *harness, r *drill.Runner, hist *chaos.History) {
+	t.Helper()
+	// The n-th acknowledged write of path (n-th with the member that
+	// answered it, when member is set).
+	ack := func(path string, n int, member bool) chaos.Op {
+		for _, o := range hist.Ops[path] {
+			if o.Outcome != drill.OK || member && o.Member == "" {
+				continue
+			}
+			if n == 0 {
+				return o
+			}
+			n--
+		}
+		t.Fatalf("no acknowledged write on the %s path to plant a violation on", path)
+		return chaos.Op{}
+	}
+	dropped, doubled, second := ack("proxy", 0, false), ack("buffer", 0, false), ack("direct", 10, true)
+	conn, err := pgx.Connect(ctx, h.primaryDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "DELETE FROM drill_writes WHERE drill = $1 AND id = $2", hist.Name+"-proxy", dropped.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO drill_writes (drill, id, requested_at) SELECT drill, id, requested_at FROM drill_writes WHERE drill = $1 AND id = $2 LIMIT 1",
+		hist.Name+"-buffer", doubled.ID); err != nil {
+		t.Fatal(err)
+	}
+	other := ""
+	for _, m := range h.cfg.Regions[0].Members {
+		if m.Name != second.Member {
+			other = m.Name
+			break
+		}
+	}
+	planted := *hist
+	planted.Events = append(append([]cluster.Event(nil), hist.Events...),
+		cluster.Event{Kind: cluster.EventPromoted, Member: other, Time: second.Invoked.Add(-time.Millisecond), Message: "planted by the test"})
+	slices.SortStableFunc(planted.Events, func(a, b cluster.Event) int { return a.Time.Compare(b.Time) })
+	rep, err := chaos.Judge(ctx, r, &planted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, v := range rep.Violations {
+		switch {
+		case v.Kind == chaos.Lost && v.ID == dropped.ID, v.Kind == chaos.Duplicate && v.ID == doubled.ID,
+			v.Kind == chaos.TwoWriters && v.ID == second.ID:
+			found[v.Kind] = true
+		}
+	}
+	for _, k := range []string{chaos.Lost, chaos.Duplicate, chaos.TwoWriters} {
+		if !found[k] {
+			t.Errorf("the checker missed the planted %s violation (%d violations: %+v)", k, len(rep.Violations), rep.Violations)
+		}
+	}
+	if rep.Passed || rep.History == "" {
+		t.Errorf("a run with planted violations passed (%v) or printed no history", rep.Passed)
 	}
 }

@@ -7,7 +7,6 @@ package up
 import (
 	"context"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"os"
@@ -93,8 +92,17 @@ func Start(ctx context.Context, bin string, o Options) *Cluster {
 	if o.Tune != nil {
 		o.Tune(&cfg)
 	}
+	// The supervisor's own log (proxy, buffer, api), beside the agents'
+	// in logs/: kept with the data directory when a run keeps it.
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		log.Fatal(err)
+	}
+	supLog, err := os.OpenFile(filepath.Join(dir, "logs", "supervisor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		log.Fatal(err)
+	}
 	sup, err := supervisor.New(supervisor.Config{Deployment: cfg, Binary: bin, QuietEvents: true},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+		slog.New(slog.NewTextHandler(supLog, nil)))
 	if err != nil {
 		log.Fatal(err)
 	}
