@@ -92,12 +92,10 @@ func Start(ctx context.Context, bin string, o Options) *Cluster {
 	if o.Tune != nil {
 		o.Tune(&cfg)
 	}
-	// The supervisor's own log (proxy, buffer, api), beside the agents'
-	// in logs/: kept with the data directory when a run keeps it.
-	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
-		log.Fatal(err)
-	}
-	supLog, err := os.OpenFile(filepath.Join(dir, "logs", "supervisor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// The supervisor's own log (proxy, buffer, api) goes beside the data
+	// directory (the supervisor refuses a data directory it did not
+	// create), kept and removed with it.
+	supLog, err := os.OpenFile(dir+".supervisor.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -129,6 +127,7 @@ func (c *Cluster) Stop() {
 	_ = c.Sup.Close(context.Background())
 	if !c.Keep {
 		os.RemoveAll(c.Dir)
+		os.Remove(c.Dir + ".supervisor.log")
 	}
 }
 
