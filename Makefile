@@ -32,10 +32,12 @@ test: deps ui-deps
 test-unit:
 	$(GO) test -short -count=1 ./...
 
-# The chaos run: 100 randomized compound faults on a three-member cluster,
-# every acknowledged write reconciled (docs/chaos.md). CHAOS_SEED replays.
+# The chaos soak: TestChaos (which make test runs with 100 faults) with 300
+# randomized compound faults on a three-member cluster, every acknowledged
+# write reconciled (docs/chaos.md). CHAOS_SEED replays; CHAOS_FAULTS sets the count.
+CHAOS_FAULTS ?= 300
 chaos: deps
-	CHAOS=1 $(GO) test -race -count=1 -timeout 30m -run TestChaos -v ./internal/supervisor
+	CHAOS_FAULTS=$(CHAOS_FAULTS) $(GO) test -race -count=1 -timeout 90m -run TestChaos -v ./internal/supervisor
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
