@@ -326,6 +326,15 @@ func (a *Agent) promote(ctx context.Context) error {
 		return fmt.Errorf("promote: %w", err)
 	}
 	start := time.Now()
+	// The generation is ours from the moment we hold its key, before the
+	// promotion: the election that gave it to us found every acknowledged
+	// commit in our WAL, and nobody else can be promoted in it. Recorded
+	// only once promoted, a kill halfway (PostgreSQL promoted, the agent
+	// gone before it noted it) left the member marked for a rewind and no
+	// member the head of the history: with the other members fenced and
+	// marked too, each waited for a leader to rewind from, for good (a
+	// chaos run's cluster, seed 1796683254971353050).
+	a.recordPrimaryGeneration(a.topo.Generation)
 	// A new incarnation begins in the same postmaster: publish reads its
 	// first id, and must not take the one saved for this postmaster.
 	a.xidKnown.Store(false)
