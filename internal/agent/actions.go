@@ -351,7 +351,6 @@ func (a *Agent) promote(ctx context.Context) error {
 	a.state = cluster.StateRunning
 	a.repaired()
 	a.generation = a.topo.Generation
-	a.recordPrimaryGeneration(a.generation)
 	if err := a.pg.EnsureSlots(ctx, a.peerSlots()); err != nil {
 		a.log.Warn("create replication slots", "err", err)
 	}

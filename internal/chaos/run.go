@@ -264,15 +264,9 @@ func Record(ctx context.Context, r *drill.Runner, rc RunConfig) (*History, error
 	stop()
 	h := &History{Seed: rc.Plan.Seed, Name: name, Paths: rc.Paths, Ops: map[string][]Op{}, First: first.Name, Start: start,
 		Events: events, Applied: applied, Restored: restored}
-	// The SQL paths name the member that answered by its port
-	// (inet_server_port): the terms name members.
-	names := map[string]string{}
-	for _, reg := range r.Cfg.Regions {
-		for _, m := range reg.Members {
-			names[fmt.Sprintf("port %d", m.Port)] = m.Name
-			names[fmt.Sprintf("port %d", m.ReachPort())] = m.Name
-		}
-	}
+	// The SQL paths name the member that answered by its port: the terms
+	// name members.
+	names := drill.MemberNames(r.Cfg)
 	for _, p := range rc.Paths {
 		h.Ops[p] = opsOf(p, loads[p].Records(), names)
 	}

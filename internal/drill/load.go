@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/holdfast/holdfast/internal/buffer"
+	"github.com/holdfast/holdfast/internal/config"
 )
 
 // TableDDL is the drills' table. It has no unique constraint on purpose:
@@ -147,7 +148,7 @@ func (s *SQLWriter) Write(ctx context.Context, drill, id string, at time.Time) (
 	var port int
 	err := conn.QueryRow(ctx, "INSERT INTO drill_writes (drill, id, requested_at) VALUES ($1, $2, $3) RETURNING inet_server_port()", drill, id, at).Scan(&port)
 	if err == nil {
-		return fmt.Sprintf("port %d", port), nil
+		return answeredBy(port), nil
 	}
 	switch {
 	case pgconn.SafeToRetry(err): // nothing was sent
@@ -167,6 +168,24 @@ func (s *SQLWriter) Write(ctx context.Context, drill, id string, at time.Time) (
 		conn = nil
 		return "", err
 	}
+}
+
+// answeredBy is what a SQL write's record says of the server that
+// answered it: its port (MemberNames maps it to the member).
+func answeredBy(port int) string { return fmt.Sprintf("port %d", port) }
+
+// MemberNames maps what a SQL write's record says answered it ("port N",
+// the member's own port or the one clients reach it on) to the member's
+// name.
+func MemberNames(cfg config.Config) map[string]string {
+	names := map[string]string{}
+	for _, r := range cfg.Regions {
+		for _, m := range r.Members {
+			names[answeredBy(m.Port)] = m.Name
+			names[answeredBy(m.ReachPort())] = m.Name
+		}
+	}
+	return names
 }
 
 func isServerError(err error) bool {

@@ -477,10 +477,7 @@ func (i *Instance) leftovers() []int {
 	if err != nil {
 		return nil
 	}
-	want := i.cfg.DataDir
-	if r, err := filepath.EvalSymlinks(want); err == nil {
-		want = r
-	}
+	want := i.realDataDir()
 	var out []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -521,11 +518,7 @@ func (i *Instance) isPostmasterOf(pid int) bool {
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		return err == nil && strings.TrimSpace(string(comm)) == "postgres"
 	}
-	want := i.cfg.DataDir
-	if r, err := filepath.EvalSymlinks(want); err == nil {
-		want = r
-	}
-	return cwd == want
+	return cwd == i.realDataDir()
 }
 
 // procStat returns the state letter and process group of pid from
@@ -599,4 +592,13 @@ func checkPortFree(listen string, port int) error {
 		l.Close()
 	}
 	return nil
+}
+
+// realDataDir is DataDir with symbolic links resolved: what a process
+// working there shows as its cwd.
+func (i *Instance) realDataDir() string {
+	if r, err := filepath.EvalSymlinks(i.cfg.DataDir); err == nil {
+		return r
+	}
+	return i.cfg.DataDir
 }

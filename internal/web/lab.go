@@ -168,13 +168,7 @@ func New(cfg Config, log *slog.Logger) *Lab {
 	if cfg.History <= 0 {
 		cfg.History = 300
 	}
-	l := &Lab{cfg: cfg, log: log.With("component", "lab"), hub: newHub(), ports: map[string]string{}, metrics: newMetrics(cfg.Registerer)}
-	for _, r := range cfg.Deployment.Regions {
-		for _, m := range r.Members {
-			l.ports[fmt.Sprintf("port %d", m.Port)] = m.Name
-			l.ports[fmt.Sprintf("port %d", m.ReachPort())] = m.Name
-		}
-	}
+	l := &Lab{cfg: cfg, log: log.With("component", "lab"), hub: newHub(), ports: drill.MemberNames(cfg.Deployment), metrics: newMetrics(cfg.Registerer)}
 	l.series = newSeries(cfg.History, func(m string) string {
 		if n, ok := l.ports[m]; ok {
 			return n
