@@ -79,6 +79,15 @@ func (f *fixture) newProxy(t *testing.T, mutate func(*proxy.Config)) *proxy.Serv
 	rctx, rcancel := context.WithCancel(context.Background())
 	t.Cleanup(rcancel)
 	go router.Run(rctx)
+	// The router learns the writer from the store asynchronously; a test
+	// that connects before it has would wait for a writer, and the
+	// counters that tests read (holdfast_proxy_wait_seconds) would depend
+	// on scheduling.
+	wctx, wcancel := context.WithTimeout(rctx, 30*time.Second)
+	defer wcancel()
+	if _, err := router.WaitWriter(wctx); err != nil {
+		t.Fatalf("router found no writer: %v", err)
+	}
 	pc := proxy.DefaultConfig()
 	pc.WriterAddr, pc.ReaderAddr = "127.0.0.1:0", "127.0.0.1:0"
 	if mutate != nil {
