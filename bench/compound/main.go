@@ -11,8 +11,9 @@
 //     answered 202 (buffer) or COMMIT (proxy) must be in the table exactly
 //     once, with accepted = committed = rows;
 //   - the drain rate after the faults is compared with the steady drain
-//     rate measured in the same run (a backlog built while the committer
-//     is held back on purpose, with no fault).
+//     rate measured in the same run, right after it: a backlog as large as
+//     the run's peak, built while the committer is held back on purpose
+//     with no fault, on the same tables and under the same ingest.
 //
 // Usage (from the repository root): bench/compound.sh [-runs 20] [-faults 10] [-every 4s]
 package main
@@ -49,7 +50,7 @@ func main() {
 	proxyRate := flag.Float64("proxy-rate", 300, "proxy path writes per second (0: off)")
 	drainTimeout := flag.Duration("drain-timeout", 5*time.Minute, "how long the buffer may take to drain after the last fault")
 	keep := flag.Bool("keep", false, "keep the data directory (agent logs under logs/) even when nothing was lost")
-	steadyHold := flag.Duration("steady-hold", 45*time.Second, "how long the table lock builds the backlog of the steady drain (at 2,000 writes/s, 45 s: about as many writes as 10 faults leave pending)")
+	steadyHold := flag.Duration("steady-hold", 0, "how long the table lock builds the backlog of each run's steady drain (0: as long as it takes the ingest to build the run's peak backlog, 5-90 s)")
 	flag.BoolVar(&traceDrain, "trace", false, "log the buffer's status once a second while it drains (commit rate, pending, stream batches, batches awaiting regions)")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
@@ -66,21 +67,31 @@ func main() {
 	defer func() { c.Stop() }()
 	log.Printf("cluster up in %s", c.Dir)
 
-	steady := steadyDrain(ctx, c, *bufferRate, *steadyHold)
-	log.Printf("steady drain (backlog built behind a table lock held %s, no fault): %.0f writes/s", *steadyHold, steady)
 	var total result
 	for run := 1; run <= *runs; run++ {
 		r := oneRun(ctx, c, run, runConfig{faults: *faults, every: *every, pause: *pause, kinds: kindList,
-			bufferRate: *bufferRate, proxyRate: *proxyRate, drainTimeout: *drainTimeout, steadyRate: steady})
-		total.add(r)
+			bufferRate: *bufferRate, proxyRate: *proxyRate, drainTimeout: *drainTimeout})
 		if r.bad() {
 			c.Keep = true
 		}
 		if err := c.WaitStandbyRegion(ctx, 3*time.Minute); err != nil {
 			c.Keep = true
+			total.add(r)
 			log.Printf("after run %d: %v", run, err)
 			break
 		}
+		// The reference for this run's drain: the same tables, the same
+		// ingest, a backlog as large as the run's peak, and no fault.
+		hold := *steadyHold
+		if hold == 0 {
+			hold = time.Duration(float64(r.peakPending) / *bufferRate * float64(time.Second))
+			hold = min(max(hold, 5*time.Second), 90*time.Second)
+		}
+		steady := steadyDrain(ctx, c, *bufferRate, hold)
+		log.Printf("run %d: steady drain (peak backlog %d; one built behind a table lock held %s, no fault): %.0f writes/s", run, r.peakPending, hold.Round(time.Millisecond), steady)
+		r.steadyRate = []float64{steady}
+		r.print(fmt.Sprintf("run %d", run))
+		total.add(r)
 	}
 	fmt.Printf("\nCompound faults: %d run(s) of %d faults (%s), %s apart, pause %s\n", *runs, *faults, *kinds, *every, *pause)
 	total.print("total")
@@ -98,7 +109,6 @@ type runConfig struct {
 	bufferRate   float64
 	proxyRate    float64
 	drainTimeout time.Duration
-	steadyRate   float64
 }
 
 // pathResult reconciles one path's writes.
@@ -115,7 +125,9 @@ type result struct {
 	counterMismatch       int
 	drain                 []time.Duration
 	drainRate, steadyRate []float64
-	undrained             int
+	// peakPending is the largest backlog of the last run (writes).
+	peakPending int
+	undrained   int
 	// healthy is, per run, how long after the last fault every region was
 	// healthy (-1: not within the bound).
 	healthy []time.Duration
@@ -252,6 +264,7 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 		}
 	}
 	res.drainRate = append(res.drainRate, tr.drainRate())
+	res.peakPending = tr.peak()
 	stopLoad()
 	wg.Wait()
 	resumes.Wait()
@@ -272,7 +285,6 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 	} else {
 		res.drain = append(res.drain, caughtUp.Sub(lastFault))
 	}
-	res.steadyRate = append(res.steadyRate, cfg.steadyRate)
 	res.healthy = append(res.healthy, <-healthy)
 	log.Printf("run %d: caught up %s after the last fault (drain %.0f writes/s), load ended %s after it, drained %s after it",
 		run, durOr(caughtUp, lastFault), tr.drainRate(), loadEnd.Sub(lastFault).Round(time.Millisecond), durOr(drainedAt, lastFault))
@@ -312,7 +324,6 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 			}
 		}
 	}
-	res.print(fmt.Sprintf("run %d", run))
 	return res
 }
 
@@ -446,6 +457,15 @@ func (t *rateTracker) drainRate() float64 {
 		return 0
 	}
 	return float64(t.counts[last]-t.counts[top]) / d
+}
+
+// peak is the largest backlog sampled.
+func (t *rateTracker) peak() int {
+	top := 0
+	for _, p := range t.pending {
+		top = max(top, p)
+	}
+	return top
 }
 
 // steadyDrain measures the committer's drain rate with no fault: ingest
