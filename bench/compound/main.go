@@ -87,9 +87,9 @@ func main() {
 			hold = time.Duration(float64(r.peakPending) / *bufferRate * float64(time.Second))
 			hold = min(max(hold, 5*time.Second), 90*time.Second)
 		}
-		steady := steadyDrain(ctx, c, *bufferRate, hold)
-		log.Printf("run %d: steady drain (peak backlog %d; one built behind a table lock held %s, no fault): %.0f writes/s", run, r.peakPending, hold.Round(time.Millisecond), steady)
-		r.steadyRate = []float64{steady}
+		steady, steadyCaught := steadyDrain(ctx, c, *bufferRate, hold)
+		log.Printf("run %d: steady drain (peak backlog %d; one built behind a table lock held %s, no fault): %.0f writes/s while a backlog was left, %.0f to caught up", run, r.peakPending, hold.Round(time.Millisecond), steady, steadyCaught)
+		r.steadyRate, r.steadyCaughtUp = []float64{steady}, []float64{steadyCaught}
 		r.print(fmt.Sprintf("run %d", run))
 		total.add(r)
 	}
@@ -125,6 +125,8 @@ type result struct {
 	counterMismatch       int
 	drain                 []time.Duration
 	drainRate, steadyRate []float64
+	// The same from the peak to caught up, tail included.
+	caughtUpRate, steadyCaughtUp []float64
 	// peakPending is the largest backlog of the last run (writes).
 	peakPending int
 	undrained   int
@@ -154,6 +156,8 @@ func (r *result) add(o result) {
 	r.drain = append(r.drain, o.drain...)
 	r.drainRate = append(r.drainRate, o.drainRate...)
 	r.steadyRate = append(r.steadyRate, o.steadyRate...)
+	r.caughtUpRate = append(r.caughtUpRate, o.caughtUpRate...)
+	r.steadyCaughtUp = append(r.steadyCaughtUp, o.steadyCaughtUp...)
 	r.undrained += o.undrained
 	r.healthy = append(r.healthy, o.healthy...)
 }
@@ -195,7 +199,11 @@ func (r *result) print(label string) {
 			if len(r.drainRate) == 1 {
 				label = ""
 			}
-			fmt.Printf("  %sdrain after the faults %.0f writes/s, steady drain %.0f writes/s: ratio %.2f\n", label, r.drainRate[i], r.steadyRate[i], r.drainRate[i]/r.steadyRate[i])
+			fmt.Printf("  %sdrain after the faults %.0f writes/s, steady drain %.0f writes/s: ratio %.2f", label, r.drainRate[i], r.steadyRate[i], r.drainRate[i]/r.steadyRate[i])
+			if i < len(r.caughtUpRate) && i < len(r.steadyCaughtUp) && r.steadyCaughtUp[i] > 0 {
+				fmt.Printf(" (to caught up, tail included: %.0f / %.0f = %.2f)", r.caughtUpRate[i], r.steadyCaughtUp[i], r.caughtUpRate[i]/r.steadyCaughtUp[i])
+			}
+			fmt.Println()
 		}
 	}
 }
@@ -256,7 +264,7 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 	// oldest pending write is younger than 2 s.
 	tr := newRateTracker(ctx, c)
 	caughtUp := time.Time{}
-	for deadline := time.Now().Add(cfg.drainTimeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(cfg.drainTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		st := tr.sample()
 		if time.Since(lastFault) > cfg.every && st.OldestPendingSeconds < 2 {
 			caughtUp = time.Now()
@@ -264,6 +272,7 @@ func oneRun(ctx context.Context, c *up.Cluster, run int, cfg runConfig) result {
 		}
 	}
 	res.drainRate = append(res.drainRate, tr.drainRate())
+	res.caughtUpRate = append(res.caughtUpRate, tr.caughtUpRate())
 	res.peakPending = tr.peak()
 	stopLoad()
 	wg.Wait()
@@ -435,15 +444,45 @@ func (t *rateTracker) sample() buffer.Status {
 	return st
 }
 
-// drainRate is how fast the backlog went: the writes committed from the
-// sample where the most writes were pending (the database takes writes
-// again, or the lock went) to the last sample (caught up), over that time.
-// Stalls after the peak (a later failover) count; the outage before it,
-// when nothing could drain, does not. Ingest goes on meanwhile, in the
-// steady drain as after the faults.
+// drainRate is how fast the backlog went while there was one: the writes
+// committed from the sample where the most writes were pending (the
+// database takes writes again, or the lock went) to the first sample
+// where a tenth of that peak or less was left, over that time. Stalls
+// after the peak (a later failover) count; the outage before it, when
+// nothing could drain, does not; nor does the tail, where the ingest
+// (2,000 writes/s), not the committer, sets the pace and the last writes
+// wait to be old enough to tell. Ingest goes on meanwhile, in the steady
+// drain as after the faults.
 func (t *rateTracker) drainRate() float64 {
-	if len(t.at) < 2 {
+	top := t.peakAt()
+	if top < 0 {
 		return 0
+	}
+	end := len(t.at) - 1
+	for i := top + 1; i < len(t.at); i++ {
+		if t.pending[i] <= t.pending[top]/10 {
+			end = i
+			break
+		}
+	}
+	return t.rate(top, end)
+}
+
+// caughtUpRate is the committed rate from the peak to the last sample
+// (caught up: the oldest pending write younger than 2 s), tail included:
+// the measure before 2026-12-08.
+func (t *rateTracker) caughtUpRate() float64 {
+	top := t.peakAt()
+	if top < 0 {
+		return 0
+	}
+	return t.rate(top, len(t.at)-1)
+}
+
+// peakAt is the sample with the most writes pending (-1: too few).
+func (t *rateTracker) peakAt() int {
+	if len(t.at) < 2 {
+		return -1
 	}
 	top := 0
 	for i, p := range t.pending {
@@ -451,12 +490,15 @@ func (t *rateTracker) drainRate() float64 {
 			top = i
 		}
 	}
-	last := len(t.at) - 1
-	d := t.at[last].Sub(t.at[top]).Seconds()
-	if top == last || d <= 0 {
+	return top
+}
+
+func (t *rateTracker) rate(from, to int) float64 {
+	d := t.at[to].Sub(t.at[from]).Seconds()
+	if to <= from || d <= 0 {
 		return 0
 	}
-	return float64(t.counts[last]-t.counts[top]) / d
+	return float64(t.counts[to]-t.counts[from]) / d
 }
 
 // peak is the largest backlog sampled.
@@ -472,7 +514,7 @@ func (t *rateTracker) peak() int {
 // runs while a superuser session holds an exclusive lock on the drills'
 // table for hold (the committer waits on it, and a backlog builds), then
 // the lock goes and the backlog drains; its drainRate is the reference.
-func steadyDrain(ctx context.Context, c *up.Cluster, rate float64, hold time.Duration) float64 {
+func steadyDrain(ctx context.Context, c *up.Cluster, rate float64, hold time.Duration) (bulk, caughtUp float64) {
 	p, ok := waitPrimary(ctx, c, time.Minute)
 	if !ok {
 		log.Fatal("steady drain: no primary")
@@ -502,7 +544,7 @@ func steadyDrain(ctx context.Context, c *up.Cluster, rate float64, hold time.Dur
 		log.Fatal(err)
 	}
 	tr := newRateTracker(ctx, c)
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if st := tr.sample(); st.OldestPendingSeconds < 2 {
 			break
 		}
@@ -512,7 +554,7 @@ func steadyDrain(ctx context.Context, c *up.Cluster, rate float64, hold time.Dur
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !bufferStatus(ctx, c).Drained; {
 		time.Sleep(100 * time.Millisecond)
 	}
-	return tr.drainRate()
+	return tr.drainRate(), tr.caughtUpRate()
 }
 
 // regionsHealthy waits until every region is healthy, and returns how long

@@ -23,9 +23,29 @@ import (
 
 // LoopbackFaults are the faults a run on `holdfast up`'s loopback cluster
 // can inject today: signals to the processes of this machine, and the
-// partition of the primary by its fault link. The others need lab hosts
-// (network namespaces) or control of etcd, NATS, the proxy and the api.
-var LoopbackFaults = []Fault{KillPostmaster, KillNode, PauseNode, PausePostmaster, KillReplica, PartitionPrimary}
+// primary's fault links (in front of its PostgreSQL, between its agent and
+// etcd) cut both ways, one way, from etcd only, or slowed. A partition
+// from the replicas only needs lab hosts (network namespaces: on one
+// loopback, replicas and clients come from the same address), and kills
+// of etcd, NATS, the proxy and the api need them out of `holdfast up`'s
+// process.
+var LoopbackFaults = []Fault{KillPostmaster, KillNode, PauseNode, PausePostmaster, KillReplica,
+	PartitionPrimary, PartitionPrimaryEtcd, OneWayFromPrimary, OneWayToPrimary, SlowPrimary}
+
+// linkModes are the link faults, as `holdfast up` carries them out.
+var linkModes = map[Fault]string{
+	PartitionPrimary:     store.FaultPartition,
+	PartitionPrimaryEtcd: store.FaultPartitionEtcd,
+	OneWayFromPrimary:    store.FaultOneWayFrom,
+	OneWayToPrimary:      store.FaultOneWayTo,
+	SlowPrimary:          store.FaultSlow,
+}
+
+// SlowDelay is the latency slow-primary adds to each of the primary's
+// links, each way: every round trip (a query, a synchronous commit's
+// wait for its standby, a lease renewal) 500 ms longer, a quarter of the
+// default lease (failover.lease_ttl, 2 s).
+const SlowDelay = 250 * time.Millisecond
 
 // RunConfig is one chaos run.
 type RunConfig struct {
@@ -417,6 +437,48 @@ type injector struct {
 	mu    sync.Mutex
 	heals map[int]func() // pending heals by step
 	wg    sync.WaitGroup
+
+	// links are the link faults in place, by member, oldest first: a
+	// member's links carry one at a time, the latest; its heal puts back
+	// the one before, if any still holds.
+	linkMu sync.Mutex
+	links  map[string][]linkFault
+}
+
+// linkFault is a link fault in place: the step that asked for it.
+type linkFault struct {
+	step  int
+	fault store.Fault
+}
+
+// pushLink puts fault f (step n) on member's links.
+func (in *injector) pushLink(ctx context.Context, member string, n int, f store.Fault) error {
+	in.linkMu.Lock()
+	defer in.linkMu.Unlock()
+	if err := in.r.Store.SetFault(ctx, member, f, in.lease); err != nil {
+		return err
+	}
+	if in.links == nil {
+		in.links = map[string][]linkFault{}
+	}
+	in.links[member] = append(in.links[member], linkFault{step: n, fault: f})
+	return nil
+}
+
+// popLink heals step n's link fault on member: the member's previous
+// fault still in place comes back, or its links heal.
+func (in *injector) popLink(member string, n int) {
+	in.linkMu.Lock()
+	defer in.linkMu.Unlock()
+	in.links[member] = slices.DeleteFunc(in.links[member], func(l linkFault) bool { return l.step == n })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if rest := in.links[member]; len(rest) > 0 {
+		_ = in.r.Store.SetFault(ctx, member, rest[len(rest)-1].fault, in.lease)
+		return
+	}
+	delete(in.links, member)
+	_ = in.r.Store.ClearFault(ctx, member)
 }
 
 // inject starts step s on its target, resolved now, and schedules its heal.
@@ -454,13 +516,13 @@ func (in *injector) inject(ctx context.Context, s Step) (string, error) {
 		if err = syscall.Kill(target.PID, syscall.SIGSTOP); err == nil {
 			heal = func() { _ = syscall.Kill(target.PID, syscall.SIGCONT) }
 		}
-	case PartitionPrimary:
-		if err = in.r.Store.SetFault(ctx, target.Name, store.Fault{Mode: store.FaultPartition, By: in.drill}, in.lease); err == nil {
-			heal = func() {
-				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = in.r.Store.ClearFault(cctx, target.Name)
-			}
+	case PartitionPrimary, PartitionPrimaryEtcd, OneWayFromPrimary, OneWayToPrimary, SlowPrimary:
+		f := store.Fault{Mode: linkModes[s.Fault], By: in.drill}
+		if s.Fault == SlowPrimary {
+			f.DelayMS = int(SlowDelay / time.Millisecond)
+		}
+		if err = in.pushLink(ctx, target.Name, s.N, f); err == nil {
+			heal = func() { in.popLink(target.Name, s.N) }
 		}
 	default:
 		err = fmt.Errorf("fault %s not available here", s.Fault)

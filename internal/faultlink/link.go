@@ -7,6 +7,14 @@
 // Peers notice only through their own timeouts and keepalives, which is
 // what a partition tests. Healing lets the held bytes through again, as TCP
 // retransmission would.
+//
+// A one-way cut holds the bytes of one direction only (the target's
+// answers, or what is sent to it), as a one-way partition does to a TCP
+// connection's data (its acknowledgements are the forwarder's own, so the
+// senders' buffers fill as they would); new connections wait for the heal,
+// since a handshake needs both ways. A slowed link delays every chunk of
+// bytes by a fixed latency in each direction, without limiting how many
+// are in flight.
 package faultlink
 
 import (
@@ -18,15 +26,35 @@ import (
 	"time"
 )
 
+// Direction is one way through a link.
+type Direction int
+
+const (
+	// ToTarget is what clients send to the target.
+	ToTarget Direction = iota
+	// FromTarget is what the target sends back to its clients.
+	FromTarget
+)
+
+func (d Direction) String() string {
+	if d == ToTarget {
+		return "to target"
+	}
+	return "from target"
+}
+
 // Link forwards every connection accepted on its listener to Target.
 type Link struct {
 	ln     net.Listener
 	target string
 
-	mu     sync.Mutex
-	cut    bool
-	healed chan struct{}         // closed while the link is whole; replaced on Cut
-	conns  map[net.Conn]struct{} // both ends of every forwarded connection
+	mu      sync.Mutex
+	blocked [2]bool       // by Direction
+	delay   time.Duration // added to every chunk, each way
+	changed chan struct{} // closed (and replaced) at every change of state
+	// conns are both ends of every forwarded connection, by the direction
+	// each is read for (a client's end carries ToTarget).
+	conns  map[net.Conn]Direction
 	closed bool
 
 	wg sync.WaitGroup
@@ -38,8 +66,7 @@ func Listen(addr, target string) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Link{ln: ln, target: target, healed: make(chan struct{}), conns: map[net.Conn]struct{}{}}
-	close(l.healed)
+	l := &Link{ln: ln, target: target, changed: make(chan struct{}), conns: map[net.Conn]Direction{}}
 	l.wg.Add(1)
 	go l.accept()
 	return l, nil
@@ -51,39 +78,54 @@ func (l *Link) Addr() string { return l.ln.Addr().String() }
 // Target is the address the link forwards to.
 func (l *Link) Target() string { return l.target }
 
-// IsCut reports whether the link is cut.
+// IsCut reports whether the link is cut, either way.
 func (l *Link) IsCut() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.cut
+	return l.blocked[ToTarget] || l.blocked[FromTarget]
+}
+
+// Delay is the latency a slowed link adds (0: none).
+func (l *Link) Delay() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.delay
 }
 
 // Cut stops all traffic through the link until Heal.
-func (l *Link) Cut() {
+func (l *Link) Cut() { l.set(func() { l.blocked = [2]bool{true, true} }) }
+
+// CutOneWay holds the bytes going direction d until Heal; the other
+// direction flows on.
+func (l *Link) CutOneWay(d Direction) { l.set(func() { l.blocked[d] = true }) }
+
+// Slow adds latency d to every chunk of bytes, each way, until Heal.
+func (l *Link) Slow(d time.Duration) { l.set(func() { l.delay = max(d, 0) }) }
+
+// Heal lets traffic through again, at full speed, including what was held.
+func (l *Link) Heal() { l.set(func() { l.blocked, l.delay = [2]bool{}, 0 }) }
+
+// set changes the link's state and makes every copy loop look at it again:
+// each is either reading (the past deadline makes its read fail, and it
+// goes back to wait) or about to look at the state under mu.
+func (l *Link) set(change func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cut || l.closed {
+	if l.closed {
 		return
 	}
-	l.cut = true
-	l.healed = make(chan struct{})
-	// Every copy loop is either in io.Copy (the deadline makes its read fail
-	// and it goes back to waiting) or about to check the state under mu.
+	before := [2]bool(l.blocked)
+	delay := l.delay
+	change()
+	if l.blocked == before && l.delay == delay {
+		return
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
 	past := time.Unix(1, 0)
 	for c := range l.conns {
 		_ = c.SetReadDeadline(past)
 	}
-}
-
-// Heal lets traffic through again, including what was held.
-func (l *Link) Heal() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.cut {
-		return
-	}
-	l.cut = false
-	close(l.healed)
 }
 
 // Close stops the listener and closes every forwarded connection.
@@ -98,10 +140,7 @@ func (l *Link) Close() error {
 	for c := range l.conns {
 		_ = c.Close()
 	}
-	if l.cut {
-		l.cut = false
-		close(l.healed)
-	}
+	close(l.changed)
 	l.mu.Unlock()
 	l.wg.Wait()
 	return err
@@ -119,36 +158,54 @@ func (l *Link) accept() {
 	}
 }
 
-// open waits until the link is whole (or closed, false) and clears c's read
-// deadline, atomically with respect to Cut.
-func (l *Link) open(c net.Conn) bool {
+// wait waits until bytes may go direction d through c (or the link is
+// closed: false), clears c's read deadline atomically with respect to
+// set, and returns the latency to add.
+func (l *Link) wait(c net.Conn, d Direction) (time.Duration, bool) {
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return 0, false
+		}
+		if !l.blocked[d] {
+			_ = c.SetReadDeadline(time.Time{})
+			delay := l.delay
+			l.mu.Unlock()
+			return delay, true
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		<-changed
+	}
+}
+
+// waitWhole waits until the link is cut neither way (a handshake needs
+// both); false if it is closed.
+func (l *Link) waitWhole() bool {
 	for {
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
 			return false
 		}
-		if !l.cut {
-			_ = c.SetReadDeadline(time.Time{})
+		if !l.blocked[ToTarget] && !l.blocked[FromTarget] {
 			l.mu.Unlock()
 			return true
 		}
-		healed := l.healed
+		changed := l.changed
 		l.mu.Unlock()
-		<-healed
+		<-changed
 	}
 }
 
-func (l *Link) track(c net.Conn) bool {
+func (l *Link) track(c net.Conn, d Direction) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return false
 	}
-	l.conns[c] = struct{}{}
-	if l.cut {
-		_ = c.SetReadDeadline(time.Unix(1, 0))
-	}
+	l.conns[c] = d
 	return true
 }
 
@@ -162,13 +219,13 @@ func (l *Link) untrack(cs ...net.Conn) {
 }
 
 func (l *Link) serve(client net.Conn) {
-	if !l.track(client) {
+	if !l.track(client, ToTarget) {
 		_ = client.Close()
 		return
 	}
 	// A connection arriving during a cut gets no answer until the heal, as
 	// a SYN that is dropped (the client's connect timeout decides).
-	if !l.open(client) {
+	if !l.waitWhole() {
 		l.untrack(client)
 		return
 	}
@@ -177,13 +234,13 @@ func (l *Link) serve(client net.Conn) {
 		l.untrack(client)
 		return
 	}
-	if !l.track(server) {
+	if !l.track(server, FromTarget) {
 		l.untrack(client, server)
 		return
 	}
 	done := make(chan struct{}, 2)
-	go func() { l.pipe(server, client); done <- struct{}{} }()
-	go func() { l.pipe(client, server); done <- struct{}{} }()
+	go func() { l.pipe(server, client, ToTarget); done <- struct{}{} }()
+	go func() { l.pipe(client, server, FromTarget); done <- struct{}{} }()
 	<-done
 	// One direction ended (EOF after a half close, or an error): the other
 	// ends when its peer closes; an error closes both at once.
@@ -191,13 +248,20 @@ func (l *Link) serve(client net.Conn) {
 	l.untrack(client, server)
 }
 
-// pipe copies src to dst, pausing while the link is cut.
-func (l *Link) pipe(dst, src net.Conn) {
+// pipe copies src to dst (direction d), holding the bytes while that
+// direction is cut and delaying them while the link is slowed.
+func (l *Link) pipe(dst, src net.Conn, d Direction) {
 	for {
-		if !l.open(src) {
+		delay, ok := l.wait(src, d)
+		if !ok {
 			return
 		}
-		_, err := io.Copy(dst, src)
+		var err error
+		if delay > 0 {
+			err = copyDelayed(dst, src, delay)
+		} else {
+			_, err = io.Copy(dst, src)
+		}
 		if err == nil {
 			// EOF: pass the half close on.
 			if tc, ok := dst.(*net.TCPConn); ok {
@@ -206,10 +270,57 @@ func (l *Link) pipe(dst, src net.Conn) {
 			return
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // cut: wait for the heal
+			continue // the state changed: look again
 		}
 		_ = dst.Close()
 		_ = src.Close()
 		return
 	}
+}
+
+// delayedChunks bounds the chunks in flight on a slowed direction.
+const delayedChunks = 256
+
+// copyDelayed copies src to dst, each chunk written delay after it was
+// read, until src fails (nil at EOF, as io.Copy). Chunks read before the
+// failure are still delivered: they were on the wire.
+func copyDelayed(dst, src net.Conn, delay time.Duration) error {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	q := make(chan chunk, delayedChunks)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{buf[:n], time.Now().Add(delay)}
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	var writeErr error
+	for c := range q {
+		if writeErr != nil {
+			continue // the reader ends: src was closed
+		}
+		time.Sleep(time.Until(c.due))
+		if _, err := dst.Write(c.b); err != nil {
+			writeErr = err
+			_ = src.Close()
+		}
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	if err := <-readErr; !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -11,10 +13,12 @@ import (
 // Fault is a network fault a drill asks for: `holdfast up` carries it out
 // on the fault links in front of the member (see internal/faultlink).
 type Fault struct {
-	// Mode is FaultPartition or FaultDown.
+	// Mode is one of FaultModes.
 	Mode string `json:"mode"`
 	// By names who asked (the drill).
 	By string `json:"by"`
+	// DelayMS is the latency a FaultSlow adds each way, in milliseconds.
+	DelayMS int `json:"delay_ms,omitempty"`
 }
 
 // FaultPartition cuts a member off from etcd and from every client and
@@ -26,11 +30,48 @@ const FaultPartition = "partition"
 // its agent starts again.
 const FaultDown = "down"
 
+// FaultPartitionEtcd cuts a member's agent off from etcd only: clients and
+// peers still reach its PostgreSQL.
+const FaultPartitionEtcd = "partition-etcd"
+
+// FaultOneWayFrom holds everything the member sends (its PostgreSQL's
+// answers and WAL, its agent's requests to etcd): nobody hears it, and it
+// hears everyone.
+const FaultOneWayFrom = "one-way-from"
+
+// FaultOneWayTo holds everything sent to the member (queries and replicas'
+// feedback to its PostgreSQL, etcd's answers to its agent): it hears
+// nobody, and everyone hears it.
+const FaultOneWayTo = "one-way-to"
+
+// FaultSlow adds DelayMS of latency each way to every link of the member.
+const FaultSlow = "slow"
+
+// FaultModes are the modes a fault may have.
+var FaultModes = []string{FaultPartition, FaultDown, FaultPartitionEtcd, FaultOneWayFrom, FaultOneWayTo, FaultSlow}
+
+// Validate says what is wrong with f, naming the field.
+func (f Fault) Validate() error {
+	if !slices.Contains(FaultModes, f.Mode) {
+		return fmt.Errorf("mode: %q is not one of %v", f.Mode, FaultModes)
+	}
+	if f.Mode == FaultSlow && (f.DelayMS <= 0 || f.DelayMS > 60_000) {
+		return fmt.Errorf("delay_ms: %d; a slow link needs 1 to 60000 ms", f.DelayMS)
+	}
+	if f.Mode != FaultSlow && f.DelayMS != 0 {
+		return fmt.Errorf("delay_ms: only a %q fault has a delay", FaultSlow)
+	}
+	return nil
+}
+
 func (s *Store) faultsPrefix() string { return s.prefix + "faults/" }
 
 // SetFault asks for fault f on member, under lease: when the asker dies the
 // lease expires and the fault heals by itself.
 func (s *Store) SetFault(ctx context.Context, member string, f Fault, lease LeaseID) error {
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("set fault on %s: %w", member, err)
+	}
 	return s.putNamedJSON(ctx, "set fault", s.faultsPrefix(), member, f, clientv3.WithLease(clientv3.LeaseID(lease)))
 }
 
@@ -64,8 +105,8 @@ func (s *Store) Faults(ctx context.Context) (map[string]Fault, int64, error) {
 			s.log.Warn("skipping undecodable fault", "key", string(kv.Key), "err", err)
 			continue
 		}
-		if f.Mode != FaultPartition && f.Mode != FaultDown {
-			s.log.Warn("skipping fault of unknown mode", "key", string(kv.Key), "mode", f.Mode)
+		if err := f.Validate(); err != nil {
+			s.log.Warn("skipping an invalid fault", "key", string(kv.Key), "err", err)
 			continue
 		}
 		out[member] = f

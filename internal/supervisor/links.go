@@ -32,11 +32,55 @@ func (l *memberLinks) etcdEndpoints() string {
 	return strings.Join(eps, ",")
 }
 
-func (l *memberLinks) cut() {
-	l.pg.Cut()
-	for _, e := range l.etcd {
-		e.Cut()
+// apply carries out network fault f on the member's links. The member is
+// the target of its PostgreSQL link and the client of its etcd links, so
+// a one-way fault holds opposite directions on the two.
+func (l *memberLinks) apply(f store.Fault) {
+	switch f.Mode {
+	case store.FaultPartition:
+		l.pg.Cut()
+		for _, e := range l.etcd {
+			e.Cut()
+		}
+	case store.FaultPartitionEtcd:
+		for _, e := range l.etcd {
+			e.Cut()
+		}
+	case store.FaultOneWayFrom:
+		l.pg.CutOneWay(faultlink.FromTarget)
+		for _, e := range l.etcd {
+			e.CutOneWay(faultlink.ToTarget)
+		}
+	case store.FaultOneWayTo:
+		l.pg.CutOneWay(faultlink.ToTarget)
+		for _, e := range l.etcd {
+			e.CutOneWay(faultlink.FromTarget)
+		}
+	case store.FaultSlow:
+		d := time.Duration(f.DelayMS) * time.Millisecond
+		l.pg.Slow(d)
+		for _, e := range l.etcd {
+			e.Slow(d)
+		}
 	}
+}
+
+// cut partitions the member (a member held down).
+func (l *memberLinks) cut() { l.apply(store.Fault{Mode: store.FaultPartition}) }
+
+// faultMessage is how the event log tells that fault f holds on member.
+func faultMessage(member string, f store.Fault) string {
+	switch f.Mode {
+	case store.FaultPartitionEtcd:
+		return fmt.Sprintf("%s's agent cut off from etcd; its PostgreSQL still reachable (asked by %s)", member, f.By)
+	case store.FaultOneWayFrom:
+		return fmt.Sprintf("%s unheard: what it sends is held, it hears everyone (asked by %s)", member, f.By)
+	case store.FaultOneWayTo:
+		return fmt.Sprintf("%s deaf: what is sent to it is held, everyone hears it (asked by %s)", member, f.By)
+	case store.FaultSlow:
+		return fmt.Sprintf("%s's links slowed by %d ms each way (asked by %s)", member, f.DelayMS, f.By)
+	}
+	return fmt.Sprintf("%s cut off from etcd, clients and peers (asked by %s)", member, f.By)
 }
 
 func (l *memberLinks) heal() {
@@ -145,13 +189,30 @@ func (s *Supervisor) agentEnv(name string) []string {
 }
 
 // applyFaults carries out the faults drills ask for in etcd, until ctx
-// ends. A fault asked for a member without links is reported and ignored.
+// ends. A fault asked for a member without links is reported and ignored;
+// a member's fault that changes mode is healed, then the new one applied.
 func (s *Supervisor) applyFaults(ctx context.Context) {
 	active := map[string]store.Fault{}
 	for faults := range s.st.WatchFaults(ctx) {
 		s.mu.Lock()
 		links := s.links
 		s.mu.Unlock()
+		// Healed first (gone, or changed): then what is asked now.
+		for name, f := range active {
+			if now, still := faults[name]; still && now == f {
+				continue
+			}
+			delete(active, name)
+			if f.Mode == store.FaultDown {
+				s.bringUp(name)
+				s.faultEvent(ctx, cluster.EventMemberRestored, name, name+" restarting")
+				continue
+			}
+			if l, ok := links[name]; ok {
+				l.heal()
+			}
+			s.faultEvent(ctx, "healed", name, name+" reachable again")
+		}
 		for name, f := range faults {
 			if _, ok := active[name]; ok {
 				continue
@@ -169,25 +230,14 @@ func (s *Supervisor) applyFaults(ctx context.Context) {
 					s.printf("fault %s on %s asked by %s: the member has no fault link (set advertise_port); ignored", f.Mode, name, f.By)
 					continue
 				}
-				l.cut()
-				s.faultEvent(ctx, "partitioned", name, fmt.Sprintf("%s cut off from etcd, clients and peers (asked by %s)", name, f.By))
+				l.apply(f)
+				kind := "partitioned"
+				if f.Mode == store.FaultSlow {
+					kind = "slowed"
+				}
+				s.faultEvent(ctx, kind, name, faultMessage(name, f))
 			}
 			active[name] = f
-		}
-		for name, f := range active {
-			if _, still := faults[name]; still {
-				continue
-			}
-			delete(active, name)
-			if f.Mode == store.FaultDown {
-				s.bringUp(name)
-				s.faultEvent(ctx, cluster.EventMemberRestored, name, name+" restarting")
-				continue
-			}
-			if l, ok := links[name]; ok {
-				l.heal()
-			}
-			s.faultEvent(ctx, "healed", name, name+" reachable again")
 		}
 	}
 }
