@@ -2,9 +2,11 @@ package supervisor_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +25,8 @@ import (
 // must be healthy again, and the checker must catch violations planted in
 // the run's own rows and history. The seed is drawn from the clock and
 // printed; replay a failure with CHAOS_SEED=<seed>. CHAOS_FAULTS changes
-// the count: make chaos, the longer soak, runs 300.
+// the count: make chaos, the longer soak, runs 300. CHAOS_KINDS (a comma
+// list) narrows the faults drawn, to chase one kind.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the 100-fault chaos run starts a cluster")
@@ -44,7 +47,22 @@ func TestChaos(t *testing.T) {
 		}
 		faults = v
 	}
-	t.Logf("chaos seed %d, %d faults (replay: CHAOS_SEED=%d CHAOS_FAULTS=%d go test -race -run TestChaos ./internal/supervisor)", seed, faults, seed, faults)
+	kinds := chaos.LoopbackFaults
+	if s := os.Getenv("CHAOS_KINDS"); s != "" {
+		kinds = nil
+		for _, k := range strings.Split(s, ",") {
+			if !slices.Contains(chaos.LoopbackFaults, chaos.Fault(k)) {
+				t.Fatalf("CHAOS_KINDS: %q is not one of %v", k, chaos.LoopbackFaults)
+			}
+			kinds = append(kinds, chaos.Fault(k))
+		}
+	}
+	replay := fmt.Sprintf("CHAOS_SEED=%d CHAOS_FAULTS=%d", seed, faults)
+	if s := os.Getenv("CHAOS_KINDS"); s != "" {
+		replay += " CHAOS_KINDS=" + s
+	}
+	replay += " go test -race -run TestChaos ./internal/supervisor"
+	t.Logf("chaos seed %d, %d faults of %v (replay: %s)", seed, faults, kinds, replay)
 
 	h := startCluster(t)
 	token, err := api.ReadToken(h.cfg.API.AdminTokenFile)
@@ -61,7 +79,7 @@ func TestChaos(t *testing.T) {
 	if err := r.WaitHealthy(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	plan := chaos.PlanConfig{Seed: seed, Faults: faults, Kinds: chaos.LoopbackFaults, Every: 3 * time.Second,
+	plan := chaos.PlanConfig{Seed: seed, Faults: faults, Kinds: kinds, Every: 3 * time.Second,
 		MinHold: 2 * time.Second, MaxHold: 6 * time.Second, MaxActive: 2}
 	start := time.Now()
 	hist, err := chaos.Record(ctx, r, chaos.RunConfig{Plan: plan, Rate: 30, Settle: 3 * time.Minute,
@@ -85,7 +103,7 @@ func TestChaos(t *testing.T) {
 		if rep.HealthRestoredMS < 0 {
 			t.Errorf("the cluster was not healthy within 3 minutes of the last heal")
 		}
-		t.Fatalf("chaos run failed (replay with CHAOS_SEED=%d CHAOS_FAULTS=%d go test -race -run TestChaos ./internal/supervisor); history around the first violation:\n%s", seed, faults, rep.History)
+		t.Fatalf("chaos run failed (replay with %s); history around the first violation:\n%s", replay, rep.History)
 	}
 	plantViolations(ctx, t, h, r, hist)
 }
