@@ -129,7 +129,7 @@ func run(ctx context.Context, o options) (code int) {
 	defer conn.Close(context.Background())
 	// The tables, created before the committer starts (it would create
 	// them too).
-	if err := buffer.Migrate(ctx, conn); err != nil {
+	if err := buffer.Migrate(ctx, conn, buffer.IngestHandlers()); err != nil {
 		logf("PostgreSQL: %v", err)
 		return 1
 	}
@@ -155,6 +155,7 @@ func run(ctx context.Context, o options) (code int) {
 		Embedded:  buffer.EmbeddedConfig{Addr: natsAddr, StoreDir: filepath.Join(dir, "nats")},
 		Committer: buffer.DefaultCommitterConfig(dsn),
 		Ingest:    buffer.DefaultIngestConfig(),
+		Handlers:  buffer.IngestHandlers(),
 	}, log)
 	if err != nil {
 		logf("buffer: %v", err)

@@ -10,11 +10,12 @@ import (
 	"github.com/holdfast/holdfast/internal/buffer"
 )
 
-// The ToDo API's buffered writes are applied by the buffer's committer,
-// in its transaction: the write's key is recorded with it, so each applies
-// once. A write that can never apply (its todo is gone, or its version
-// changed) fails permanently and ends in the dead-letter queue.
-func init() {
+// TodoHandlers are the handlers of the ToDo API's buffered writes: they
+// are applied by the buffer's committer, in its transaction, where the
+// write's key is recorded with it, so each applies once. A write that can
+// never apply (its todo is gone, or its version changed) fails
+// permanently and ends in the dead-letter queue.
+func TodoHandlers() buffer.Handlers {
 	parse := func(w buffer.Write) (todoWrite, error) {
 		var tw todoWrite
 		if err := json.Unmarshal(w.Payload, &tw); err != nil {
@@ -26,7 +27,8 @@ func init() {
 		var tw todoWrite
 		return json.Unmarshal(payload, &tw)
 	}
-	buffer.Register(kindTodoCreate, buffer.HandlerFuncs{ValidateFunc: validate, Schema: todosDDL,
+	hs := buffer.Handlers{}
+	hs[kindTodoCreate] = buffer.HandlerFuncs{ValidateFunc: validate, Schema: todosDDL,
 		ApplyFunc: func(ctx context.Context, tx pgx.Tx, w buffer.Write) error {
 			tw, err := parse(w)
 			if err != nil {
@@ -34,8 +36,8 @@ func init() {
 			}
 			_, err = tx.Exec(ctx, "INSERT INTO todos (task, status, created_at, updated_at) VALUES ($1, $2, $3, $3)", tw.Task, tw.Status, w.AcceptedAt)
 			return err
-		}})
-	buffer.Register(kindTodoUpdate, buffer.HandlerFuncs{ValidateFunc: validate,
+		}}
+	hs[kindTodoUpdate] = buffer.HandlerFuncs{ValidateFunc: validate,
 		ApplyFunc: func(ctx context.Context, tx pgx.Tx, w buffer.Write) error {
 			tw, err := parse(w)
 			if err != nil {
@@ -47,8 +49,8 @@ func init() {
 				err = fmt.Errorf("%w: todo %d does not exist or is no longer at version %d", buffer.ErrRejected, tw.ID, tw.IfVersion)
 			}
 			return err
-		}})
-	buffer.Register(kindTodoDelete, buffer.HandlerFuncs{ValidateFunc: validate,
+		}}
+	hs[kindTodoDelete] = buffer.HandlerFuncs{ValidateFunc: validate,
 		ApplyFunc: func(ctx context.Context, tx pgx.Tx, w buffer.Write) error {
 			tw, err := parse(w)
 			if err != nil {
@@ -59,5 +61,6 @@ func init() {
 				err = fmt.Errorf("%w: todo %d is no longer at version %d", buffer.ErrRejected, tw.ID, tw.IfVersion)
 			}
 			return err // deleting a todo already gone is done
-		}})
+		}}
+	return hs
 }

@@ -70,6 +70,7 @@ func startTodoFixture(t *testing.T, limiter *RateLimiter, timeout time.Duration)
 	f.buf, err = buffer.StartService(ctx, buffer.ServiceConfig{
 		Embedded:  buffer.EmbeddedConfig{Addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), StoreDir: t.TempDir()},
 		Committer: buffer.DefaultCommitterConfig(f.pg.DSN), Ingest: buffer.DefaultIngestConfig(),
+		Handlers: TodoHandlers(),
 	}, log)
 	if err != nil {
 		t.Fatal(err)

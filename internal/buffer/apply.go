@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,33 +62,33 @@ func (h HandlerFuncs) Apply(ctx context.Context, tx pgx.Tx, w Write) error {
 	return h.ApplyFunc(ctx, tx, w)
 }
 
-var registry struct {
-	mu sync.RWMutex
-	m  map[string]Handler
-}
-
-// Register makes h the handler of writes of kind. It panics if kind is
-// taken, like database/sql.Register: handlers are wired at start-up.
-func Register(kind string, h Handler) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	if registry.m == nil {
-		registry.m = map[string]Handler{}
-	}
-	if _, dup := registry.m[kind]; dup {
-		panic("buffer: Register called twice for kind " + kind)
-	}
-	registry.m[kind] = h
-}
+// Handlers are the kinds of write a buffer accepts and applies, by kind.
+// The process wires them (the supervisor, for `holdfast up`); the buffer
+// knows no other. One set serves the ingest (validation) and the
+// committer (tables, application), so the two cannot disagree.
+type Handlers map[string]Handler
 
 // Lookup returns the handler of kind.
-func Lookup(kind string) (Handler, bool) { return handlerFor(kind) }
-
-func handlerFor(kind string) (Handler, bool) {
-	registry.mu.RLock()
-	defer registry.mu.RUnlock()
-	h, ok := registry.m[kind]
+func (hs Handlers) Lookup(kind string) (Handler, bool) {
+	h, ok := hs[kind]
 	return h, ok
+}
+
+// NewHandlers joins sets of handlers; a kind in two of them is an error.
+func NewHandlers(sets ...Handlers) (Handlers, error) {
+	out := Handlers{}
+	for _, set := range sets {
+		for k, h := range set {
+			if k == "" || h == nil {
+				return nil, fmt.Errorf("buffer handlers: kind %q without a name or a handler", k)
+			}
+			if _, dup := out[k]; dup {
+				return nil, fmt.Errorf("buffer handlers: kind %q has two handlers", k)
+			}
+			out[k] = h
+		}
+	}
+	return out, nil
 }
 
 // appliedDDL is the table of applied keys: a write and its key are
@@ -103,20 +102,16 @@ const appliedDDL = `CREATE TABLE IF NOT EXISTS holdfast_buffer_applied (
 	attempts     integer NOT NULL DEFAULT 1
 )`
 
-// Migrate creates the committer's table and those of the registered
-// handlers.
-func Migrate(ctx context.Context, conn *pgx.Conn) error {
+// Migrate creates the committer's table and those of hs.
+func Migrate(ctx context.Context, conn *pgx.Conn, hs Handlers) error {
 	stmts := []string{appliedDDL}
-	registry.mu.RLock()
-	kinds := make([]string, 0, len(registry.m))
-	for k := range registry.m {
+	kinds := make([]string, 0, len(hs))
+	for k := range hs {
 		kinds = append(kinds, k)
 	}
-	registry.mu.RUnlock()
 	sort.Strings(kinds)
 	for _, k := range kinds {
-		h, _ := handlerFor(k)
-		if s, ok := h.(Schema); ok {
+		if s, ok := hs[k].(Schema); ok {
 			stmts = append(stmts, s.DDL()...)
 		}
 	}
@@ -169,12 +164,12 @@ type Outcome struct {
 // error (Transient) aborts the whole batch and is returned: nothing is
 // committed, the batch is retried as a whole. The stamp names the server
 // incarnation that ran the transaction.
-func applyBatch(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
-	out, stamp, err := applyBatchFast(ctx, conn, ws)
+func applyBatch(ctx context.Context, conn *pgx.Conn, hs Handlers, ws []Write) ([]Outcome, serverStamp, error) {
+	out, stamp, err := applyBatchFast(ctx, conn, hs, ws)
 	if !errors.Is(err, errSlowPath) {
 		return out, stamp, err
 	}
-	return applyBatchSavepoints(ctx, conn, ws)
+	return applyBatchSavepoints(ctx, conn, hs, ws)
 }
 
 // serverStamp names a server incarnation: its postmaster's start and its
@@ -259,7 +254,7 @@ func claimKeys(ctx context.Context, tx pgx.Tx, ws []Write) (map[string]bool, err
 	return claimed, rows.Err()
 }
 
-func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
+func applyBatchFast(ctx context.Context, conn *pgx.Conn, hs Handlers, ws []Write) ([]Outcome, serverStamp, error) {
 	tx, stamp, err := beginBatch(ctx, conn)
 	if err != nil {
 		return nil, stamp, err
@@ -283,7 +278,7 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 			out[i].Duplicate = true
 			continue
 		}
-		h, ok := handlerFor(w.Kind)
+		h, ok := hs.Lookup(w.Kind)
 		if !ok {
 			return nil, stamp, errSlowPath
 		}
@@ -305,7 +300,7 @@ func applyBatchFast(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome,
 		}
 	}
 	for _, k := range kindOrder {
-		h, _ := handlerFor(k)
+		h := hs[k]
 		if err := h.(BatchApplier).ApplyBatch(ctx, tx, groups[k]); err != nil {
 			if Transient(err) {
 				return nil, stamp, err
@@ -342,7 +337,7 @@ func barrierIfOnlyDuplicates(ctx context.Context, tx pgx.Tx, out []Outcome) erro
 	return durabilityBarrier(ctx, tx, dup)
 }
 
-func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Outcome, serverStamp, error) {
+func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, hs Handlers, ws []Write) ([]Outcome, serverStamp, error) {
 	tx, stamp, err := beginBatch(ctx, conn)
 	if err != nil {
 		return nil, stamp, err
@@ -356,7 +351,7 @@ func applyBatchSavepoints(ctx context.Context, conn *pgx.Conn, ws []Write) ([]Ou
 		}
 		claimed, err := claimKeys(ctx, tx, ws[i:i+1])
 		if err == nil && claimed[w.Key] {
-			if h, ok := handlerFor(w.Kind); !ok {
+			if h, ok := hs.Lookup(w.Kind); !ok {
 				err = fmt.Errorf("%w: no handler for kind %q", ErrRejected, w.Kind)
 			} else {
 				err = h.Apply(ctx, tx, w)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +15,16 @@ import (
 	"github.com/holdfast/holdfast/internal/testutil"
 )
 
-func init() {
-	// test-ingest inserts {"guid": ...} into test_ingest; a payload that is
-	// not JSON is rejected by the handler, a guid that is not a uuid by
-	// PostgreSQL (22P02): both permanent.
-	Register("test-ingest", HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
+// testHandlers are the kinds of write this package's tests use (more are
+// added by other files' init): GET /ingest's, and
+//   - test-ingest, which inserts {"guid": ...} into test_ingest; a payload
+//     that is not JSON is rejected by the handler, a guid that is not a
+//     uuid by PostgreSQL (22P02): both permanent;
+//   - test-transient, which fails like a database in the middle of a
+//     failover.
+var testHandlers = Handlers{
+	KindIngest: ingestHandler{},
+	"test-ingest": HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
 		var p struct {
 			GUID string `json:"guid"`
 		}
@@ -27,11 +33,10 @@ func init() {
 		}
 		_, err := tx.Exec(ctx, "INSERT INTO test_ingest (guid, requested_at) VALUES ($1, $2)", p.GUID, w.AcceptedAt)
 		return err
-	}})
-	// test-transient fails like a database in the middle of a failover.
-	Register("test-transient", HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
+	}},
+	"test-transient": HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
 		return &pgconn.PgError{Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}
-	}})
+	}},
 }
 
 // testIngestDDL is the table of the test-ingest kind.
@@ -49,7 +54,7 @@ func startDatabase(t testing.TB, ddl ...string) (*testutil.Postgres, *pgx.Conn, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	if err := Migrate(ctx, conn); err != nil {
+	if err := Migrate(ctx, conn, testHandlers); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range ddl {
@@ -62,7 +67,7 @@ func startDatabase(t testing.TB, ddl ...string) (*testutil.Postgres, *pgx.Conn, 
 
 func TestApplyBatch(t *testing.T) {
 	_, conn, ctx := startDatabase(t, testIngestDDL)
-	if err := Migrate(ctx, conn); err != nil {
+	if err := Migrate(ctx, conn, testHandlers); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	count := func() int {
@@ -84,7 +89,7 @@ func TestApplyBatch(t *testing.T) {
 		{Kind: "no-such-kind", Key: "k5", Payload: []byte(`{}`), AcceptedAt: now},
 		w("k1", `{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}`), // the same key again
 	}
-	out, _, err := applyBatch(ctx, conn, batch)
+	out, _, err := applyBatch(ctx, conn, testHandlers, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +123,7 @@ func TestApplyBatch(t *testing.T) {
 
 	// Redelivered (a committer crashed before acknowledging it): no
 	// second effect.
-	out, _, err = applyBatch(ctx, conn, batch)
+	out, _, err = applyBatch(ctx, conn, testHandlers, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +133,7 @@ func TestApplyBatch(t *testing.T) {
 	}
 
 	// A transient failure aborts the whole batch: nothing of it commits.
-	_, _, err = applyBatch(ctx, conn, []Write{
+	_, _, err = applyBatch(ctx, conn, testHandlers, []Write{
 		w("k6", `{"guid":"9b2d1c9e-1111-4a3b-8c7d-000000000006"}`),
 		{Kind: "test-transient", Key: "k7", Payload: []byte(`{}`), AcceptedAt: now},
 	})
@@ -144,13 +149,23 @@ func TestApplyBatch(t *testing.T) {
 	}
 }
 
-func TestRegisterTwicePanics(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("a second Register of the same kind did not panic")
-		}
-	}()
-	Register("test-ingest", HandlerFuncs{})
+func TestNewHandlers(t *testing.T) {
+	hs, err := NewHandlers(IngestHandlers(), Handlers{"test-ingest": HandlerFuncs{}})
+	if err != nil || len(hs) != 2 {
+		t.Fatalf("two sets of one kind each: %v, %v", hs, err)
+	}
+	if _, ok := hs.Lookup(KindIngest); !ok {
+		t.Fatal("the joined set lacks the ingest kind")
+	}
+	if _, err := NewHandlers(IngestHandlers(), IngestHandlers()); err == nil || !strings.Contains(err.Error(), "two handlers") {
+		t.Fatalf("a kind in two sets: %v, want an error", err)
+	}
+	if _, err := NewHandlers(Handlers{"": HandlerFuncs{}}); err == nil {
+		t.Fatal("a kind without a name: no error")
+	}
+	if _, err := NewHandlers(Handlers{"k": nil}); err == nil {
+		t.Fatal("a kind without a handler: no error")
+	}
 }
 
 // restartPostgres starts a stopped pg again and connects to it; the
@@ -181,7 +196,7 @@ func TestDuplicatesWaitForSynchronousStandbys(t *testing.T) {
 		{Kind: "test-ingest", Key: "s1", Payload: []byte(`{"guid":"0d7a8a52-5a1f-4c55-9a26-3c1b0f6a0001"}`), AcceptedAt: time.Now()},
 		{Kind: "test-ingest", Key: "s2", Payload: []byte(`{"guid":"0d7a8a52-5a1f-4c55-9a26-3c1b0f6a0002"}`), AcceptedAt: time.Now()},
 	}
-	out, stamp, err := applyBatch(ctx, conn, batch)
+	out, stamp, err := applyBatch(ctx, conn, testHandlers, batch)
 	if err != nil || !out[0].Applied || !out[1].Applied {
 		t.Fatalf("first apply: %+v, %v", out, err)
 	}
@@ -224,7 +239,7 @@ func TestDuplicatesWaitForSynchronousStandbys(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, _, err := applyBatch(ctx, c2, batch)
+		out, _, err := applyBatch(ctx, c2, testHandlers, batch)
 		done <- result{out, err}
 	}()
 	select {

@@ -28,6 +28,8 @@ type CommitterConfig struct {
 	DeadStream, DeadSubject string
 	Consumer                string
 	MaxAttempts             int
+	// Handlers apply the writes, by kind (ServiceConfig.Handlers).
+	Handlers Handlers
 	// RetryBase and RetryMax bound the backoff of transient failures.
 	RetryBase, RetryMax time.Duration
 	// AckWait is how long JetStream waits for an acknowledgement before it
@@ -522,7 +524,7 @@ func (c *Committer) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := Migrate(ctx, conn); err != nil {
+	if err := Migrate(ctx, conn, c.cfg.Handlers); err != nil {
 		_ = conn.Close(ctx)
 		return err
 	}
@@ -536,7 +538,7 @@ func (c *Committer) apply(ctx context.Context, ws []Write) ([]Outcome, serverSta
 	if err := c.connect(ctx); err != nil {
 		return nil, serverStamp{}, err
 	}
-	out, stamp, err := applyBatch(ctx, c.conn, ws)
+	out, stamp, err := applyBatch(ctx, c.conn, c.cfg.Handlers, ws)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		// A failed transaction may leave the connection unusable.
 		if c.conn.IsClosed() || !Transient(err) {

@@ -33,6 +33,7 @@ func startCommitterFixture(t testing.TB) *committerFixture {
 	f.pg, f.conn, ctx = startDatabase(t, testIngestDDL)
 	var err error
 	f.cfg = DefaultCommitterConfig(f.pg.DSN)
+	f.cfg.Handlers = testHandlers
 	f.cfg.MaxAttempts = 3
 	f.cfg.AckWait = 2 * time.Second
 	f.cfg.Log.PublishTimeout = 30 * time.Second

@@ -18,6 +18,8 @@ type IngestConfig struct {
 	MaxKeyBytes     int           // default 200
 	MaxPayloadBytes int           // default 64 KiB
 	AppendTimeout   time.Duration // how long a write may wait to be stored (default 10 s)
+	// Handlers validate the writes offered, by kind (ServiceConfig.Handlers).
+	Handlers Handlers
 }
 
 // DefaultIngestConfig is what holdfast up uses.
@@ -142,7 +144,7 @@ func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, req writeRe
 		in.refuse(w, http.StatusRequestEntityTooLarge, "payload", fmt.Sprintf("payload of %d bytes exceeds %d", len(req.Payload), in.cfg.MaxPayloadBytes))
 		return
 	}
-	h, ok := Lookup(req.Kind)
+	h, ok := in.cfg.Handlers.Lookup(req.Kind)
 	if !ok {
 		in.refuse(w, http.StatusBadRequest, "kind", fmt.Sprintf("unknown kind %q", req.Kind))
 		return

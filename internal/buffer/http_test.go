@@ -20,6 +20,7 @@ func TestIngestHTTP(t *testing.T) {
 	defer l.Close()
 	icfg := DefaultIngestConfig()
 	icfg.MaxKeyBytes, icfg.MaxPayloadBytes = 40, 256 // a guid (36) fits
+	icfg.Handlers = testHandlers
 	mux := http.NewServeMux()
 	NewIngest(l, icfg).Register(mux)
 	srv := httptest.NewServer(mux)
@@ -117,6 +118,7 @@ func FuzzIngestRequest(f *testing.F) {
 	f.Add("{\"kind\":\"test-ingest\",\"key\":\"\xff\",\"payload\":\"\"}")
 	icfg := DefaultIngestConfig()
 	icfg.MaxKeyBytes, icfg.MaxPayloadBytes = 40, 256
+	icfg.Handlers = testHandlers
 	f.Fuzz(func(t *testing.T, body string) {
 		m := &memLog{}
 		in := newIngest(m, icfg)
@@ -143,7 +145,7 @@ func FuzzIngestRequest(f *testing.F) {
 			if w.Kind != req.Kind || w.Key != req.Key || w.Key == "" || len(w.Key) > icfg.MaxKeyBytes || len(w.Payload) > icfg.MaxPayloadBytes || !json.Valid(w.Payload) {
 				t.Fatalf("stored %+v for %q", w, body)
 			}
-			if _, ok := Lookup(w.Kind); !ok {
+			if _, ok := testHandlers.Lookup(w.Kind); !ok {
 				t.Fatalf("stored a write of unknown kind %q", w.Kind)
 			}
 			if _, ok := in.index.get(w.Key); !ok {

@@ -81,4 +81,5 @@ func (ingestHandler) ApplyBatch(ctx context.Context, tx pgx.Tx, ws []Write) erro
 	return err
 }
 
-func init() { Register(KindIngest, ingestHandler{}) }
+// IngestHandlers are the handlers of GET /ingest's writes (KindIngest).
+func IngestHandlers() Handlers { return Handlers{KindIngest: ingestHandler{}} }

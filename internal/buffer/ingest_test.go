@@ -7,7 +7,7 @@ import (
 )
 
 func TestIngestValidate(t *testing.T) {
-	h, ok := Lookup(KindIngest)
+	h, ok := IngestHandlers().Lookup(KindIngest)
 	if !ok {
 		t.Fatal("ingest is not registered")
 	}
@@ -36,7 +36,7 @@ func TestIngestApply(t *testing.T) {
 	_, conn, ctx := startDatabase(t, IngestDDL)
 	accepted := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	requested := accepted.Add(-time.Second)
-	out, _, err := applyBatch(ctx, conn, []Write{
+	out, _, err := applyBatch(ctx, conn, IngestHandlers(), []Write{
 		{Kind: KindIngest, Key: "a", Payload: []byte(`{"guid":"6f1c2a4e-8d0b-4c1e-9a53-2b7d4f9e0a11"}`), AcceptedAt: accepted},
 		{Kind: KindIngest, Key: "b", Payload: []byte(`{"guid":"1b4e28ba-2fa1-11d2-883f-0016d3cca427","requested_at":"` + requested.Format(time.RFC3339) + `"}`), AcceptedAt: accepted},
 		// Another key for the same guid: refused by the primary key, alone.

@@ -340,7 +340,9 @@ func BenchmarkDurableWrites(b *testing.B) {
 		}
 		defer l.Close()
 		mux := http.NewServeMux()
-		NewIngest(l, DefaultIngestConfig()).Register(mux)
+		icfg := DefaultIngestConfig()
+		icfg.Handlers = IngestHandlers()
+		NewIngest(l, icfg).Register(mux)
 		srv := httptest.NewServer(mux)
 		defer srv.Close()
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}

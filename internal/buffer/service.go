@@ -24,6 +24,10 @@ type ServiceConfig struct {
 	// looked up: the proxy's writer endpoint, or the primary.
 	Committer CommitterConfig
 	Ingest    IngestConfig
+	// Handlers are the kinds of write the buffer accepts and applies; they
+	// are given to the ingest and the committer (their own Handlers fields
+	// are ignored).
+	Handlers Handlers
 	// Registerer receives the buffer's metrics (nil: none).
 	Registerer prometheus.Registerer
 }
@@ -54,6 +58,10 @@ type Service struct {
 // committer connects to PostgreSQL in the background: the buffer accepts
 // writes while the database is down, which is its point.
 func StartService(ctx context.Context, cfg ServiceConfig, log *slog.Logger) (_ *Service, err error) {
+	if len(cfg.Handlers) == 0 {
+		return nil, errors.New("buffer: ServiceConfig.Handlers: no kind of write to accept")
+	}
+	cfg.Committer.Handlers, cfg.Ingest.Handlers = cfg.Handlers, cfg.Handlers
 	s := &Service{cfg: cfg, log: log.With("component", "buffer"), index: newPendingIndex()}
 	defer func() {
 		if err != nil {
@@ -124,7 +132,7 @@ func (s *Service) settled(b settledBatch) {
 // does, for other routes of the process): nil means it is on disk and will
 // be committed once. The caller validates the payload.
 func (s *Service) Submit(ctx context.Context, kind, key string, payload []byte) error {
-	if _, ok := Lookup(kind); !ok {
+	if _, ok := s.cfg.Handlers.Lookup(kind); !ok {
 		return fmt.Errorf("unknown write kind %q", kind)
 	}
 	start := time.Now()

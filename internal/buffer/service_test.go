@@ -28,7 +28,7 @@ import (
 func init() {
 	// test-fixable inserts {"guid", "n"} into test_fixable, whose CHECK
 	// refuses n <= 0 (23514, permanent) until a test drops it.
-	Register("test-fixable", HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
+	testHandlers["test-fixable"] = HandlerFuncs{ApplyFunc: func(ctx context.Context, tx pgx.Tx, w Write) error {
 		var p struct {
 			GUID string `json:"guid"`
 			N    int    `json:"n"`
@@ -38,7 +38,7 @@ func init() {
 		}
 		_, err := tx.Exec(ctx, "INSERT INTO test_fixable (guid, n) VALUES ($1, $2)", p.GUID, p.N)
 		return err
-	}})
+	}}
 }
 
 const testFixableDDL = "CREATE TABLE test_fixable (guid uuid PRIMARY KEY, n int CONSTRAINT n_positive CHECK (n > 0))"
@@ -75,6 +75,7 @@ func startServiceFixtureNATS(t *testing.T, natsURL string, ddl ...string) *servi
 		Embedded:  EmbeddedConfig{Addr: fmt.Sprintf("127.0.0.1:%d", htestutil.FreePort(t)), StoreDir: t.TempDir()},
 		Committer: cc,
 		Ingest:    DefaultIngestConfig(),
+		Handlers:  testHandlers,
 	}
 	f.start()
 	t.Cleanup(f.stop)

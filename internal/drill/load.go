@@ -39,7 +39,8 @@ type drillPayload struct {
 	RequestedAt time.Time `json:"requested_at"`
 }
 
-func init() { buffer.Register(KindDrill, drillHandler{}) }
+// BufferHandlers are the handlers of the buffer path's writes (KindDrill).
+func BufferHandlers() buffer.Handlers { return buffer.Handlers{KindDrill: drillHandler{}} }
 
 // drillHandler applies drill writes; many at once in one statement, so
 // that the committer, not the drill's own table, sets the drain rate.

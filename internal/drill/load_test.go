@@ -36,6 +36,7 @@ func TestLoadReconciles(t *testing.T) {
 	svc, err := buffer.StartService(ctx, buffer.ServiceConfig{
 		Embedded:  buffer.EmbeddedConfig{Addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), StoreDir: t.TempDir()},
 		Committer: buffer.DefaultCommitterConfig(pg.DSN), Ingest: buffer.DefaultIngestConfig(),
+		Handlers: BufferHandlers(),
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,10 @@ func StartAPIStack(ctx context.Context, d config.Config, app config.Credentials,
 		a.Server = api.New(cfg, log)
 	}
 	if d.Buffer.Enabled {
-		bc := BufferConfig(d, app)
+		bc, err := BufferConfig(d, app)
+		if err != nil {
+			return nil, err
+		}
 		if st != nil && len(d.Regions) > 1 {
 			bc.Committer.Replication = ReplicationFromStore(d, st)
 		}

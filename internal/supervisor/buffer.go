@@ -9,17 +9,25 @@ import (
 	"strings"
 
 	"github.com/holdfast/holdfast/internal/admin"
+	"github.com/holdfast/holdfast/internal/api"
 	"github.com/holdfast/holdfast/internal/buffer"
 	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/config"
+	"github.com/holdfast/holdfast/internal/drill"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
 // BufferConfig turns the deployment's buffer settings into the buffer's
 // configuration. Writes are applied as the application role through the
 // proxy's writer endpoint (which follows the primary and holds during a
-// failover), or, with no proxy, to whichever member is the primary.
-func BufferConfig(d config.Config, app config.Credentials) buffer.ServiceConfig {
+// failover), or, with no proxy, to whichever member is the primary. The
+// kinds of write are those of GET /ingest, the drills' buffer path and
+// the ToDo API.
+func BufferConfig(d config.Config, app config.Credentials) (buffer.ServiceConfig, error) {
+	hs, err := buffer.NewHandlers(buffer.IngestHandlers(), drill.BufferHandlers(), api.TodoHandlers())
+	if err != nil {
+		return buffer.ServiceConfig{}, err
+	}
 	b := d.Buffer
 	cc := buffer.DefaultCommitterConfig(appDSN(d, app, false))
 	cc.Log.Replicas = b.Replicas
@@ -35,7 +43,8 @@ func BufferConfig(d config.Config, app config.Credentials) buffer.ServiceConfig 
 		Embedded:  buffer.EmbeddedConfig{Addr: b.EmbeddedAddr, StoreDir: filepath.Join(d.DataDir, "nats")},
 		Committer: cc,
 		Ingest:    ic,
-	}
+		Handlers:  hs,
+	}, nil
 }
 
 // ReplicationFromStore tells the buffer's committer where the primary and
