@@ -108,6 +108,8 @@ type Agent struct {
 	repairFailures int
 	repairRetryAt  time.Time
 	rewoundAt      time.Time
+	// streamedAt is when the WAL receiver was last seen streaming.
+	streamedAt time.Time
 	// divergeChecked is when the upstream's timeline history was last read
 	// to tell whether our WAL left it.
 	divergeChecked time.Time

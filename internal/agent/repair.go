@@ -106,7 +106,7 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 	}
 	behind := ok && lm.Timeline > a.timelineSeen && a.timelineSeen > 0
 	if a.lastStatus.WalReceiverStatus == "streaming" && !behind {
-		a.followSince = time.Now()
+		a.followSince, a.streamedAt = time.Now(), time.Now()
 		return nil
 	}
 	// On an older timeline than the upstream's: a receiver that cannot
@@ -133,7 +133,20 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 		notStreaming = max(notStreaming, a.cfg.Agent.StartTimeout.D())
 	}
 	if time.Since(a.followSince) > notStreaming && ok && a.rewindSource(leader) != "" {
-		a.markRewind(fmt.Sprintf("not streaming from %s for %s", leader, notStreaming))
+		why := fmt.Sprintf("not streaming from %s for %s", leader, notStreaming)
+		if lm.State == cluster.StateRunning && a.rewoundAt.After(a.streamedAt) && time.Since(a.rewoundAt) < notStreaming+time.Minute {
+			// The last rewind, just now, did not help (nothing streamed
+			// since), and the upstream runs: what we need is not in its WAL
+			// (a standby leader copied afresh keeps WAL from its copy on
+			// only), and rewinding again would find nothing to do, over
+			// and over. Only a copy repairs it.
+			a.event(ctx, cluster.EventRewind, "%s, even after pg_rewind: taking a fresh copy", why)
+			a.markCopy(why + ", even after pg_rewind")
+			err := a.recopy(ctx, leader)
+			a.repairDone(err)
+			return err
+		}
+		a.markRewind(why)
 		err := a.rejoin(ctx, leader)
 		a.repairDone(err)
 		return err
