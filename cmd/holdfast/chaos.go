@@ -156,6 +156,10 @@ func printChaosReport(w io.Writer, rep chaos.Report, paths []string) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d (%d)\t%d\t%d\t%d\t%d\n", p, r.Writes, r.OK, r.Errors, r.Unknown, r.UnknownApplied, r.Lost, r.Duplicates, r.ErrorApplied, r.TwoWriters)
 	}
 	tw.Flush()
+	if r := rep.Reads; r != nil {
+		fmt.Fprintf(w, "\nreads on the reader endpoint: %d in %d sessions (%d failed) against %d sequence writes; stale beyond %d ms: %d\n",
+			r.Reads, r.Sessions, r.Errors, r.SeqWrites, r.BoundMS, r.Stale)
+	}
 	if rep.HealthRestoredMS >= 0 {
 		fmt.Fprintf(w, "\nhealth restored %d ms after the last heal\n", rep.HealthRestoredMS)
 	} else {

@@ -38,6 +38,9 @@ type RunConfig struct {
 	Rate  float64
 	// Settle bounds the wait for the cluster's health after the last heal.
 	Settle time.Duration
+	// NoReads turns off the sequence writer and the readers on the proxy's
+	// reader endpoint (on by default when the proxy runs).
+	NoReads bool
 	// Progress hears a line per fault and per phase.
 	Progress func(string)
 }
@@ -75,7 +78,9 @@ type Report struct {
 	// HealthRestoredMS: from the last heal to a running primary with a
 	// synchronous replica streaming.
 	HealthRestoredMS int64 `json:"health_restored_ms"`
-	Passed           bool  `json:"passed"`
+	// Reads: the readers on the reader endpoint (absent: none ran).
+	Reads  *ReadResult `json:"reads,omitempty"`
+	Passed bool        `json:"passed"`
 	// History is the history around the first violation.
 	History string `json:"history,omitempty"`
 }
@@ -133,6 +138,12 @@ type History struct {
 	// Restored: from the last heal to a healthy cluster (-1: not within
 	// the settle time).
 	Restored time.Duration
+	// The sequence writer's acknowledged numbers and the readers' reads,
+	// judged with ReadBound (0: no reads ran).
+	SeqWrites            []SeqWrite
+	Reads                []Read
+	ReadErrors, Sessions int
+	ReadBound            time.Duration
 }
 
 // Record runs a chaos run with r's cluster: writes on every path while the
@@ -206,6 +217,21 @@ func Record(ctx context.Context, r *drill.Runner, rc RunConfig) (*History, error
 	var once sync.Once
 	stop := func() { once.Do(func() { stopLoads(); stopEvents() }) }
 	defer stop()
+	var rl *readLoad
+	if !rc.NoReads && r.Cfg.Proxy.Enabled && r.Cfg.Proxy.ReaderAddr != "" {
+		rl = &readLoad{run: name, names: drill.MemberNames(r.Cfg)}
+		if rl.writerDSN, err = r.ProxyDSN(false); err != nil {
+			return nil, err
+		}
+		if rl.readDSN, err = r.ProxyDSN(true); err != nil {
+			return nil, err
+		}
+		if err := rl.prepare(ctx); err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); rl.loop(lctx) }()
+	}
 	for _, p := range rc.Paths {
 		w, err := r.NewWriter(p)
 		if err != nil {
@@ -266,6 +292,10 @@ func Record(ctx context.Context, r *drill.Runner, rc RunConfig) (*History, error
 	stop()
 	h := &History{Seed: rc.Plan.Seed, Name: name, Paths: rc.Paths, Ops: map[string][]Op{}, First: first.Name, Start: start,
 		Events: events, Applied: applied, Restored: restored}
+	if rl != nil {
+		h.SeqWrites, h.Reads, h.ReadErrors, h.Sessions = rl.writes, rl.reads, rl.errors, rl.sessions
+		h.ReadBound = ReadBound(r.Cfg)
+	}
 	// The SQL paths name the member that answered by its port: the terms
 	// name members.
 	names := drill.MemberNames(r.Cfg)
@@ -296,6 +326,12 @@ func Judge(ctx context.Context, r *drill.Runner, h *History) (Report, error) {
 			Lost: res.LostN, Duplicates: res.DuplicateN, ErrorApplied: res.ErrorAppliedN, TwoWriters: res.TwoWritersN}
 		rep.Violations = append(rep.Violations, res.Violations...)
 	}
+	if h.ReadBound > 0 {
+		stale := CheckReads(h.Reads, h.SeqWrites, h.ReadBound)
+		rep.Reads = &ReadResult{SeqWrites: len(h.SeqWrites), Reads: len(h.Reads), Errors: h.ReadErrors, Sessions: h.Sessions,
+			Stale: len(stale), BoundMS: h.ReadBound.Milliseconds()}
+		rep.Violations = append(rep.Violations, stale...)
+	}
 	sort.SliceStable(rep.Violations, func(i, j int) bool { return rep.Violations[i].At.Before(rep.Violations[j].At) })
 	// The buffer acknowledges while the database is down: recovery is
 	// judged on the paths that write synchronously, when there are any.
@@ -308,6 +344,15 @@ func Judge(ctx context.Context, r *drill.Runner, h *History) (Report, error) {
 		rep.History = Slice(all, marks(h.Applied, h.Events), rep.Violations[0].At, 3*time.Second)
 	}
 	return rep, nil
+}
+
+// ReadBound is how far behind a read on the reader endpoint may be: the
+// proxy serves reads from replicas less than proxy.reader_max_lag behind,
+// as their reports say, which come every agent.loop_interval (a replica
+// may fall behind just after one, and the proxy learns it at the next
+// but one), plus a second for the read itself.
+func ReadBound(cfg config.Config) time.Duration {
+	return cfg.Proxy.ReaderMaxLag.D() + 2*cfg.Agent.LoopInterval.D() + time.Second
 }
 
 // Terms are the primaries' terms: first from start, then each promotion.

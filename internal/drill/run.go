@@ -433,6 +433,24 @@ func (r *Runner) Prepare(ctx context.Context) error {
 	return r.ensureTable(ctx, primary, adminCred)
 }
 
+// ProxyDSN is the application role's DSN on the proxy's writer endpoint,
+// or its reader endpoint.
+func (r *Runner) ProxyDSN(reader bool) (string, error) {
+	addr, field := r.Cfg.Proxy.WriterAddr, "proxy.writer_addr"
+	if reader {
+		addr, field = r.Cfg.Proxy.ReaderAddr, "proxy.reader_addr"
+	}
+	if !r.Cfg.Proxy.Enabled || addr == "" {
+		return "", fmt.Errorf("proxy.enabled is false or %s empty", field)
+	}
+	app, err := config.ReadCredentials(r.Cfg.Postgres.SecretsDir + "/" + config.AppSecrets)
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: "postgres", User: url.UserPassword(app.User, app.Password), Host: addr,
+		Path: "/" + app.Database, RawQuery: "sslmode=disable&connect_timeout=5"}).String(), nil
+}
+
 // NewWriter builds the writer of a path.
 func (r *Runner) NewWriter(path string) (Writer, error) {
 	adminCred, _, err := r.Cfg.LoadSecrets()
@@ -454,15 +472,10 @@ func (r *Runner) NewWriter(path string) (Writer, error) {
 			return "", errors.New("no primary")
 		}}, nil
 	case "proxy":
-		if !r.Cfg.Proxy.Enabled || r.Cfg.Proxy.WriterAddr == "" {
-			return nil, errors.New("path proxy: proxy.enabled is false or proxy.writer_addr empty")
-		}
-		app, err := config.ReadCredentials(r.Cfg.Postgres.SecretsDir + "/" + config.AppSecrets)
+		dsn, err := r.ProxyDSN(false)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("path proxy: %w", err)
 		}
-		dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(app.User, app.Password), Host: r.Cfg.Proxy.WriterAddr,
-			Path: "/" + app.Database, RawQuery: "sslmode=disable&connect_timeout=5"}).String()
 		return &SQLWriter{Conns: 16, Target: func(context.Context) (string, error) { return dsn, nil }}, nil
 	case "buffer":
 		if !r.Cfg.API.Enabled || !r.Cfg.Buffer.Enabled {

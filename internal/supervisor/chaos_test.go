@@ -96,6 +96,11 @@ func TestChaos(t *testing.T) {
 			p, res.Writes, res.OK, res.Errors, res.Unknown, res.UnknownApplied, res.Lost, res.Duplicates, res.ErrorApplied, res.TwoWriters)
 	}
 	t.Logf("%d faults in %s; health restored %d ms after the last heal", len(rep.Faults), time.Since(start).Round(time.Second), rep.HealthRestoredMS)
+	if rd := rep.Reads; rd == nil || rd.Reads == 0 || rd.SeqWrites == 0 {
+		t.Errorf("no reads judged on the reader endpoint: %+v", rd)
+	} else {
+		t.Logf("reads: %d in %d sessions (%d failed) against %d sequence writes; stale beyond %d ms: %d", rd.Reads, rd.Sessions, rd.Errors, rd.SeqWrites, rd.BoundMS, rd.Stale)
+	}
 	if !rep.Passed {
 		for _, v := range rep.Violations {
 			t.Errorf("violation: %+v", v)
@@ -155,6 +160,13 @@ func plantViolations(ctx context.Context, t *testing.T, h *harness, r *drill.Run
 	planted.Events = append(append([]cluster.Event(nil), hist.Events...),
 		cluster.Event{Kind: cluster.EventPromoted, Member: other, Time: second.Invoked.Add(-time.Millisecond), Message: "planted by the test"})
 	slices.SortStableFunc(planted.Events, func(a, b cluster.Event) int { return a.Time.Compare(b.Time) })
+	// A read that saw nothing, well after the last number was acknowledged.
+	if len(hist.SeqWrites) == 0 {
+		t.Fatal("no sequence write to plant a stale read after")
+	}
+	lastSeq := hist.SeqWrites[len(hist.SeqWrites)-1]
+	planted.Reads = append(append([]chaos.Read(nil), hist.Reads...),
+		chaos.Read{Session: "planted", Invoked: lastSeq.Acked.Add(hist.ReadBound + time.Second), Seen: 0, Member: other})
 	rep, err := chaos.Judge(ctx, r, &planted)
 	if err != nil {
 		t.Fatal(err)
@@ -163,11 +175,11 @@ func plantViolations(ctx context.Context, t *testing.T, h *harness, r *drill.Run
 	for _, v := range rep.Violations {
 		switch {
 		case v.Kind == chaos.Lost && v.ID == dropped.ID, v.Kind == chaos.Duplicate && v.ID == doubled.ID,
-			v.Kind == chaos.TwoWriters && v.ID == second.ID:
+			v.Kind == chaos.TwoWriters && v.ID == second.ID, v.Kind == chaos.StaleRead && v.ID == "planted":
 			found[v.Kind] = true
 		}
 	}
-	for _, k := range []string{chaos.Lost, chaos.Duplicate, chaos.TwoWriters} {
+	for _, k := range []string{chaos.Lost, chaos.Duplicate, chaos.TwoWriters, chaos.StaleRead} {
 		if !found[k] {
 			t.Errorf("the checker missed the planted %s violation (%d violations: %+v)", k, len(rep.Violations), rep.Violations)
 		}
