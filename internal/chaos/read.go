@@ -1,8 +1,8 @@
 package chaos
 
-// Reads on the reader endpoint, checked against a sequence writer: one
-// client writes increasing numbers through the proxy's writer endpoint
-// and records when each was acknowledged; readers ask the reader endpoint
+// Reads on the reader endpoint, checked against a sequence writer: a few
+// clients write increasing numbers (from one counter) through the proxy's
+// writer endpoint and record when each was acknowledged; readers ask the reader endpoint
 // for the highest number, again and again, each on its own connection (a
 // session), and record what they saw and which member answered. A read
 // that misses a number acknowledged longer than the lag bound before it
@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,9 +25,12 @@ const seqDDL = `CREATE TABLE IF NOT EXISTS holdfast_chaos_seq (
 	PRIMARY KEY (run, seq)
 )`
 
-// Readers of a run, and how often each reads and the writer writes.
+// Readers and sequence writers of a run, and how often each reads or
+// writes. A write waits for the synchronous standby and, during a
+// failover, for the next primary: several writers keep numbers coming.
 const (
 	readers    = 2
+	seqWriters = 4
 	readEvery  = 50 * time.Millisecond
 	seqEvery   = 50 * time.Millisecond
 	seqTimeout = 10 * time.Second
@@ -50,6 +54,8 @@ type readLoad struct {
 	run                string
 	writerDSN, readDSN string
 	names              map[string]string // "port N" to member
+
+	next atomic.Int64 // the last number taken
 
 	mu       sync.Mutex
 	writes   []SeqWrite
@@ -77,16 +83,19 @@ func (l *readLoad) prepare(ctx context.Context) error {
 // loop writes and reads until ctx ends.
 func (l *readLoad) loop(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(1 + readers)
-	go func() { defer wg.Done(); l.write(ctx) }()
+	wg.Add(seqWriters + readers)
+	for range seqWriters {
+		go func() { defer wg.Done(); l.write(ctx) }()
+	}
 	for i := range readers {
 		go func() { defer wg.Done(); l.read(ctx, i+1) }()
 	}
 	wg.Wait()
 }
 
-// write writes 1, 2, 3... on one connection, a new one after any error; a
-// number whose write failed is not used again.
+// write writes the next numbers (1, 2, 3... among all writers) on one
+// connection, a new one after any error; a number whose write failed is
+// not used again.
 func (l *readLoad) write(ctx context.Context) {
 	var conn *pgx.Conn
 	defer func() {
@@ -96,12 +105,13 @@ func (l *readLoad) write(ctx context.Context) {
 	}()
 	t := time.NewTicker(seqEvery)
 	defer t.Stop()
-	for seq := int64(1); ; seq++ {
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		seq := l.next.Add(1)
 		wctx, cancel := context.WithTimeout(ctx, seqTimeout)
 		err := func() error {
 			if conn == nil {
