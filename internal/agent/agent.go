@@ -28,10 +28,6 @@ var Version = "dev"
 // once through the process exit; this covers a hung server.
 const pgUnhealthyAfter = 3 * time.Second
 
-// notStreamingRewindAfter: a replica pointed at a leader that has not started
-// streaming after this long is assumed to have diverged and is rewound.
-const notStreamingRewindAfter = 10 * time.Second
-
 // standbyReadyWait bounds how long a standby start waits for PostgreSQL to
 // accept connections before the loop goes on (recovery goes on too).
 const standbyReadyWait = 5 * time.Second

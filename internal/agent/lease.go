@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/cluster"
 	"github.com/holdfast/holdfast/internal/postgres"
 	"github.com/holdfast/holdfast/internal/store"
 )
@@ -44,7 +45,7 @@ func (a *Agent) currentLease() (store.LeaseID, time.Time) {
 // it never overestimates the lease's life in etcd.
 func (a *Agent) leaseValid() bool {
 	_, until := a.currentLease()
-	return time.Now().Add(a.cfg.Failover.DemoteMargin.D()).Before(until)
+	return cluster.LeaseValid(time.Now(), until, a.cfg.Failover.DemoteMargin.D())
 }
 
 // renewLoop renews the lease every renew_interval. A lease found gone is

@@ -126,26 +126,20 @@ func (a *Agent) follow(ctx context.Context, leader string) error {
 			return err
 		}
 	}
-	notStreaming := notStreamingRewindAfter
-	if a.statusOK.IsZero() {
-		// Not consistent yet (see startAsStandby): replaying its own WAL
-		// may take long, and the start timeout bounds that.
-		notStreaming = max(notStreaming, a.cfg.Agent.StartTimeout.D())
-	}
-	if time.Since(a.followSince) > notStreaming && ok && a.rewindSource(leader) != "" {
-		why := fmt.Sprintf("not streaming from %s for %s", leader, notStreaming)
-		if lm.State == cluster.StateRunning && a.rewoundAt.After(a.streamedAt) && time.Since(a.rewoundAt) < notStreaming+time.Minute {
-			// The last rewind, just now, did not help (nothing streamed
-			// since), and the upstream runs: what we need is not in its WAL
-			// (a standby leader copied afresh keeps WAL from its copy on
-			// only), and rewinding again would find nothing to do, over
-			// and over. Only a copy repairs it.
-			a.event(ctx, cluster.EventRewind, "%s, even after pg_rewind: taking a fresh copy", why)
-			a.markCopy(why + ", even after pg_rewind")
-			err := a.recopy(ctx, leader)
-			a.repairDone(err)
-			return err
-		}
+	// Not streaming: cluster.NotStreamingRepair decides.
+	repair, bound := cluster.NotStreamingRepair(cluster.Follower{Now: time.Now(), FollowSince: a.followSince,
+		Consistent: !a.statusOK.IsZero(), StartTimeout: a.cfg.Agent.StartTimeout.D(),
+		UpstreamRunning: ok && lm.State == cluster.StateRunning, CanRewind: ok && a.rewindSource(leader) != "",
+		RewoundAt: a.rewoundAt, StreamedAt: a.streamedAt})
+	why := fmt.Sprintf("not streaming from %s for %s", leader, bound)
+	switch repair {
+	case cluster.RepairCopy:
+		a.event(ctx, cluster.EventRewind, "%s, even after pg_rewind: taking a fresh copy", why)
+		a.markCopy(why + ", even after pg_rewind")
+		err := a.recopy(ctx, leader)
+		a.repairDone(err)
+		return err
+	case cluster.RepairRewind:
 		a.markRewind(why)
 		err := a.rejoin(ctx, leader)
 		a.repairDone(err)
