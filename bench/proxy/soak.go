@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/holdfast/holdfast/internal/wait"
 )
 
 // The churn soak (issue 17): clients come and go through one holdfast
@@ -277,18 +279,6 @@ func rawQuery(sql string) []byte {
 	return append(append(b, sql...), 0)
 }
 
-// sleepCtx waits d; false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // parkTime is long enough for the proxy to park an idle client (250 ms).
 const parkTime = 400 * time.Millisecond
 
@@ -320,7 +310,7 @@ func (s *soak) run(ctx context.Context) bool {
 			for i := w; load.Err() == nil; i++ {
 				p := storm[i%len(storm)]
 				p.pat.done(load, p.run(load))
-				if !sleepCtx(load, s.o.pause) {
+				if !wait.Sleep(load, s.o.pause) {
 					return
 				}
 			}
@@ -330,7 +320,7 @@ func (s *soak) run(ctx context.Context) bool {
 	start(func() {
 		for load.Err() == nil {
 			killed.done(load, s.killDuringQuery(load))
-			if !sleepCtx(load, 500*time.Millisecond) {
+			if !wait.Sleep(load, 500*time.Millisecond) {
 				return
 			}
 		}
@@ -339,7 +329,7 @@ func (s *soak) run(ctx context.Context) bool {
 	start(func() {
 		for i := 0; load.Err() == nil; i++ {
 			pipelined.done(load, s.pipelineAndClose(load, i%2 == 0))
-			if !sleepCtx(load, 300*time.Millisecond) {
+			if !wait.Sleep(load, 300*time.Millisecond) {
 				return
 			}
 		}
@@ -348,7 +338,7 @@ func (s *soak) run(ctx context.Context) bool {
 	replaced := s.pattern("idle client leaves while parked (FIN), another comes")
 	start(func() {
 		for load.Err() == nil {
-			if !sleepCtx(load, 5*time.Second) {
+			if !wait.Sleep(load, 5*time.Second) {
 				return
 			}
 			terminated.done(load, s.terminateIdle(load, idle))
@@ -453,7 +443,7 @@ func (s *soak) terminateIdle(ctx context.Context, ic *idleClients) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("terminated backends still there after 10s")
 			}
-			if !sleepCtx(ctx, 20*time.Millisecond) {
+			if !wait.Sleep(ctx, 20*time.Millisecond) {
 				return ctx.Err()
 			}
 		}
@@ -471,7 +461,7 @@ func (s *soak) terminateIdle(ctx context.Context, ic *idleClients) error {
 // replaceIdle: one idle client leaves while parked (its socket closed, no
 // Terminate), a new one comes.
 func (s *soak) replaceIdle(ctx context.Context, ic *idleClients) error {
-	if !sleepCtx(ctx, parkTime) {
+	if !wait.Sleep(ctx, parkTime) {
 		return ctx.Err()
 	}
 	ic.mu.Lock()
@@ -536,7 +526,7 @@ func (s *soak) stormPatterns() []stormPattern {
 			if err != nil {
 				return err
 			}
-			sleepCtx(ctx, parkTime)
+			wait.Sleep(ctx, parkTime)
 			return leave(c, fin)
 		}},
 		{s.pattern("connect, RST"), func(ctx context.Context) error {
@@ -551,7 +541,7 @@ func (s *soak) stormPatterns() []stormPattern {
 			if err != nil {
 				return err
 			}
-			sleepCtx(ctx, parkTime)
+			wait.Sleep(ctx, parkTime)
 			return leave(c, func(raw net.Conn) error {
 				defer raw.Close()
 				if err := raw.(*net.TCPConn).CloseWrite(); err != nil {
@@ -572,7 +562,7 @@ func (s *soak) stormPatterns() []stormPattern {
 			if err != nil {
 				return err
 			}
-			sleepCtx(ctx, parkTime)
+			wait.Sleep(ctx, parkTime)
 			return leave(c, rst)
 		}},
 	}
@@ -620,7 +610,7 @@ func (s *soak) killDuringQuery(ctx context.Context) error {
 		resetConn(raw)
 		return err
 	}
-	sleepCtx(ctx, time.Duration(100+rand.IntN(200))*time.Millisecond)
+	wait.Sleep(ctx, time.Duration(100+rand.IntN(200))*time.Millisecond)
 	resetConn(raw)
 	return nil
 }
@@ -715,7 +705,7 @@ func (s *soak) quiesce(ctx context.Context, baseFDs int) quiesceResult {
 			r.Err = fmt.Sprintf("after 1m with no client: %v clients, %v parked, %v goroutines serving clients, %v server connections lent (scrape: %v)", r.Clients, r.Parked, r.Goroutines, r.Lent, err)
 			return r
 		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
+		if !wait.Sleep(ctx, 100*time.Millisecond) {
 			r.Err = "interrupted"
 			return r
 		}
@@ -730,7 +720,7 @@ func (s *soak) quiesce(ctx context.Context, baseFDs int) quiesceResult {
 	}
 	pid := s.p.proc.pid()
 	cpu0, at0 := procCPU(pid), time.Now()
-	sleepCtx(ctx, 10*time.Second) // the measurement window
+	wait.Sleep(ctx, 10*time.Second) // the measurement window
 	r.IdleCPU = 100 * (procCPU(pid) - cpu0).Seconds() / time.Since(at0).Seconds()
 	r.FDs = countFDs(pid)
 	return r

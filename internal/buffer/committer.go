@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/holdfast/holdfast/internal/wait"
 )
 
 // CommitterConfig configures the committer.
@@ -190,7 +192,7 @@ func (c *Committer) Run(ctx context.Context) error {
 				break
 			}
 			c.log.Warn("fetching writes", "err", err)
-			sleepCtx(ctx, c.cfg.RetryBase)
+			wait.Sleep(ctx, c.cfg.RetryBase)
 			continue
 		}
 		if len(msgs) > 0 {
@@ -209,7 +211,7 @@ func (c *Committer) makeWayForBaseline(ctx context.Context) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return
 		}
-		sleepCtx(ctx, 20*time.Millisecond)
+		wait.Sleep(ctx, 20*time.Millisecond)
 	}
 	c.observe(ctx)
 }
@@ -317,15 +319,6 @@ type fetched struct {
 	verdict delivery
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 // groupItem is one batch of a group: its message and writes.
 type groupItem struct {
 	msg jetstream.Msg
@@ -421,7 +414,7 @@ func (c *Committer) applyGroup(ctx context.Context, items []groupItem) bool {
 		for _, it := range items {
 			_ = it.msg.InProgress()
 		}
-		sleepCtx(ctx, Backoff(attempt, c.cfg.RetryBase, c.cfg.RetryMax))
+		wait.Sleep(ctx, Backoff(attempt, c.cfg.RetryBase, c.cfg.RetryMax))
 		if ctx.Err() != nil {
 			return false // not acknowledged: redelivered to the next committer
 		}

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/cluster"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/wait"
 )
 
 // The event log: events/<20-digit unix nanos>-<member>. Zero-padded so that
@@ -212,7 +214,7 @@ func (s *Store) watchEvents(ctx context.Context, last int64, out chan<- cluster.
 			break
 		}
 		s.log.Warn("event watch: read revision", "err", wrapErr(ctx, "get revision", err))
-		if !sleepCtx(ctx, bo.delay()) {
+		if !wait.Sleep(ctx, bo.delay()) {
 			return
 		}
 	}
@@ -228,7 +230,7 @@ func (s *Store) watchEvents(ctx context.Context, last int64, out chan<- cluster.
 			cancel()
 			if err != nil {
 				s.log.Warn("event watch: catch up", "err", wrapErr(ctx, "get events", err))
-				if !sleepCtx(ctx, bo.delay()) {
+				if !wait.Sleep(ctx, bo.delay()) {
 					return
 				}
 				continue
@@ -262,7 +264,7 @@ func (s *Store) watchEvents(ctx context.Context, last int64, out chan<- cluster.
 		}
 		cancel()
 		catchUp = true
-		if !sleepCtx(ctx, bo.delay()) {
+		if !wait.Sleep(ctx, bo.delay()) {
 			return
 		}
 	}

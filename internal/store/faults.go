@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/holdfast/holdfast/internal/wait"
 )
 
 // Fault is a network fault a drill asks for: `holdfast up` carries it out
@@ -126,7 +128,7 @@ func (s *Store) WatchFaults(ctx context.Context) <-chan map[string]Fault {
 		for ctx.Err() == nil {
 			faults, rev, err := s.Faults(ctx)
 			if err != nil {
-				if !sleepCtx(ctx, bo.delay()) {
+				if !wait.Sleep(ctx, bo.delay()) {
 					return
 				}
 				continue

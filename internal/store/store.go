@@ -130,17 +130,6 @@ func (s *Store) goWatch(ctx context.Context, run func(ctx context.Context)) (ok 
 	return true
 }
 
-// sleepCtx waits d or until ctx ends; false means ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
 
 // backoff is the retry delay of the watch loops: quick first retries for a
 // blip, capped so that a long outage costs one attempt every few seconds.

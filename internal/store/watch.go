@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/holdfast/holdfast/internal/cluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/holdfast/holdfast/internal/cluster"
+	"github.com/holdfast/holdfast/internal/wait"
 )
 
 // UpdateKind says what an Update reports.
@@ -104,7 +106,7 @@ func (s *Store) watch(ctx context.Context, rev int64, out chan<- Update) {
 					return
 				}
 				s.log.Warn("watch: resync failed, retrying", "err", err)
-				if !sleepCtx(ctx, bo.delay()) {
+				if !wait.Sleep(ctx, bo.delay()) {
 					return
 				}
 				continue
@@ -123,7 +125,7 @@ func (s *Store) watch(ctx context.Context, rev int64, out chan<- Update) {
 		}
 		// Whatever ended the watch, the consumer may have missed something.
 		resync = true
-		if !sleepCtx(ctx, bo.delay()) {
+		if !wait.Sleep(ctx, bo.delay()) {
 			return
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast/internal/wait"
 )
 
 // Writer inserts rows with increasing ids into table acked on whichever
@@ -65,7 +67,7 @@ func (w *Writer) run(ctx context.Context) {
 		}
 		if conn == nil {
 			if dsn == "" {
-				sleepCtx(ctx, 10*time.Millisecond)
+				wait.Sleep(ctx, 10*time.Millisecond)
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -73,7 +75,7 @@ func (w *Writer) run(ctx context.Context) {
 			cancel()
 			if err != nil {
 				w.fail()
-				sleepCtx(ctx, 10*time.Millisecond)
+				wait.Sleep(ctx, 10*time.Millisecond)
 				continue
 			}
 			conn, connDSN = c, dsn
@@ -86,7 +88,7 @@ func (w *Writer) run(ctx context.Context) {
 			w.fail()
 			conn.Close(context.Background())
 			conn = nil
-			sleepCtx(ctx, 5*time.Millisecond)
+			wait.Sleep(ctx, 5*time.Millisecond)
 			continue
 		}
 		w.mu.Lock()
@@ -119,7 +121,7 @@ func (w *Writer) Acked() []int64 {
 func (w *Writer) WaitAcked(ctx context.Context, n int) error {
 	start := len(w.Acked())
 	for len(w.Acked()) < start+n {
-		if !sleepCtx(ctx, 10*time.Millisecond) {
+		if !wait.Sleep(ctx, 10*time.Millisecond) {
 			return fmt.Errorf("writer: only %d of %d more writes acknowledged: %w", len(w.Acked())-start, n, ctx.Err())
 		}
 	}
@@ -167,17 +169,6 @@ func head(s []int64, n int) []int64 {
 		return s[:n]
 	}
 	return s
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // ErrNotYet is returned by Eventually's condition to keep polling.
