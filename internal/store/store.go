@@ -130,7 +130,6 @@ func (s *Store) goWatch(ctx context.Context, run func(ctx context.Context)) (ok 
 	return true
 }
 
-
 // backoff is the retry delay of the watch loops: quick first retries for a
 // blip, capped so that a long outage costs one attempt every few seconds.
 type backoff struct{ next time.Duration }
