@@ -347,12 +347,11 @@ func Judge(ctx context.Context, r *drill.Runner, h *History) (Report, error) {
 }
 
 // ReadBound is how far behind a read on the reader endpoint may be: the
-// proxy serves reads from replicas less than proxy.reader_max_lag behind,
-// as their reports say, which come every agent.loop_interval (a replica
-// may fall behind just after one, and the proxy learns it at the next
-// but one), plus a second for the read itself.
+// proxy serves reads from replicas less than proxy.reader_max_lag behind
+// as of a report at most three agent.loop_interval old (see the proxy's
+// router), plus a second for the read itself.
 func ReadBound(cfg config.Config) time.Duration {
-	return cfg.Proxy.ReaderMaxLag.D() + 2*cfg.Agent.LoopInterval.D() + time.Second
+	return cfg.Proxy.ReaderMaxLag.D() + 3*cfg.Agent.LoopInterval.D() + time.Second
 }
 
 // Terms are the primaries' terms: first from start, then each promotion.

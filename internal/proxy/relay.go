@@ -65,6 +65,9 @@ type relayState struct {
 	clientW *bufio.Writer
 	// loadOn is the replica whose reader load counts this session.
 	loadOn string
+	// readerChecked is when a reader session last checked that its
+	// replica still qualifies (readerRecheck).
+	readerChecked time.Time
 	// idleSince is when the session last became free (outside a
 	// transaction, nothing in flight; zero: busy since). idleArmed is
 	// the client read deadline set to wake clientLoop then (zero: none).
@@ -287,6 +290,18 @@ func (ss *session) clientLoop(st *relayState, in *msgReader) error {
 				st.mu.Lock()
 			}
 			if st.sc != nil && ss.s.router.stale(st.sc.p.target) {
+				ss.dropLocked(st)
+			}
+		}
+		if !ss.ep.writer && st.sc != nil && st.txStatus == 'I' && st.pending == 0 && !st.unsynced && typ != 'S' && typ != 'H' &&
+			time.Since(st.readerChecked) >= readerRecheck {
+			// New work on a reader session: if its replica no longer
+			// qualifies (it fell behind, stopped streaming, left the
+			// writer's history), the session moves to one that does, as a
+			// writer session moves to a new primary; a session with
+			// server-side state is ended instead (below).
+			st.readerChecked = time.Now()
+			if !ss.s.router.servesReads(st.sc.p.target) {
 				ss.dropLocked(st)
 			}
 		}

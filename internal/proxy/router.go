@@ -293,6 +293,13 @@ func behindWriter(m, w cluster.Member, via string, wal walHistory, maxLag time.D
 	if m.Upstream != w.Name && (via == "" || m.Upstream != via) {
 		return fmt.Sprintf("follows %q, not the writer %q", m.Upstream, w.Name)
 	}
+	// A replica still on an older timeline than the writer's has not
+	// switched to it yet, or cannot (its WAL left that history, and its
+	// WAL receiver shows "streaming" between failed attempts): its
+	// positions are not comparable with the writer's.
+	if m.Timeline > 0 && w.Timeline > 0 && m.Timeline < w.Timeline {
+		return fmt.Sprintf("on timeline %d, the writer on %d", m.Timeline, w.Timeline)
+	}
 	if wal.writer != w.Name || wal.generation != w.Generation {
 		return ""
 	}
@@ -391,6 +398,24 @@ func (r *Router) incarnation(member string) (firstXID uint64, startedUS int64) {
 		return 0, 0
 	}
 	return m.FirstXID, m.PGStartedUS
+}
+
+// readerRecheck is how often a reader session, between transactions,
+// checks that its replica still serves reads.
+const readerRecheck = 250 * time.Millisecond
+
+// servesReads says whether a reader session may stay on t: t is a replica
+// that qualifies now (see readersFrom), or the writer (a fallback).
+func (r *Router) servesReads(t Target) bool {
+	if w := r.writerNow.Load(); w != nil && w.Name == t.Name && w.Addr == t.Addr {
+		return true
+	}
+	for _, q := range r.Readers() {
+		if q.Name == t.Name && q.Addr == t.Addr {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Router) stale(t Target) bool {

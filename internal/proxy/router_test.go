@@ -160,6 +160,28 @@ func TestReadersFrom(t *testing.T) {
 			want: []string{"b", "c"},
 		},
 		{
+			// c's WAL receiver shows "streaming" between failed attempts to
+			// switch to the writer's timeline, and its WAL, on the old
+			// timeline, goes further than the writer's.
+			name: "one on an older timeline than the writer's",
+			edit: func(s *store.Snapshot) {
+				a, c := s.Members["a"], s.Members["c"]
+				a.Timeline, c.Timeline, c.LSN = 5, 4, 5000
+				s.Members["a"], s.Members["c"] = a, c
+			},
+			wal:  history(walMark{t0.Add(-3 * time.Second), 900}),
+			want: []string{"b"}, refused: map[string]string{"c": "on timeline 4, the writer on 5"},
+		},
+		{
+			name: "on the writer's timeline",
+			edit: func(s *store.Snapshot) {
+				a, b, c := s.Members["a"], s.Members["b"], s.Members["c"]
+				a.Timeline, b.Timeline, c.Timeline = 5, 5, 6 // c ahead: a report racing a newer promotion
+				s.Members["a"], s.Members["b"], s.Members["c"] = a, b, c
+			},
+			want: []string{"b", "c"},
+		},
+		{
 			name: "writer of another generation is no writer",
 			edit: func(s *store.Snapshot) { s.Topology.Generation = 4 },
 			want: []string{"b", "c"},
