@@ -29,6 +29,14 @@ import (
 var LoopbackFaults = []Fault{KillPostmaster, KillNode, PauseNode, PausePostmaster, KillReplica,
 	PartitionPrimary, PartitionPrimaryEtcd, OneWayFromPrimary, OneWayToPrimary, SlowPrimary}
 
+// SoakedFaults are the loopback faults that have run clean over the long
+// soaks (docs/BENCHMARKS.md, "Chaos runs"): `make test`'s chaos run draws
+// from them. The link faults added on 2026-12-08 (etcd-only, one-way and
+// slowed links) found a cluster left without a primary in a 300-fault
+// soak (docs/chaos.md); they run in `make chaos` and on request until it
+// is fixed.
+var SoakedFaults = []Fault{KillPostmaster, KillNode, PauseNode, PausePostmaster, KillReplica, PartitionPrimary}
+
 // RunConfig is one chaos run.
 type RunConfig struct {
 	Plan PlanConfig

@@ -25,8 +25,9 @@ import (
 // must be healthy again, and the checker must catch violations planted in
 // the run's own rows and history. The seed is drawn from the clock and
 // printed; replay a failure with CHAOS_SEED=<seed>. CHAOS_FAULTS changes
-// the count: make chaos, the longer soak, runs 300. CHAOS_KINDS (a comma
-// list) narrows the faults drawn, to chase one kind.
+// the count: make chaos, the longer soak, runs 300. The faults are
+// chaos.SoakedFaults; CHAOS_KINDS (a comma list, or "all": every loopback
+// fault, as make chaos does) changes them.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the 100-fault chaos run starts a cluster")
@@ -47,8 +48,10 @@ func TestChaos(t *testing.T) {
 		}
 		faults = v
 	}
-	kinds := chaos.LoopbackFaults
-	if s := os.Getenv("CHAOS_KINDS"); s != "" {
+	kinds := chaos.SoakedFaults
+	if s := os.Getenv("CHAOS_KINDS"); s == "all" {
+		kinds = chaos.LoopbackFaults
+	} else if s != "" {
 		kinds = nil
 		for _, k := range strings.Split(s, ",") {
 			if !slices.Contains(chaos.LoopbackFaults, chaos.Fault(k)) {
