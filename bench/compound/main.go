@@ -501,13 +501,12 @@ func (t *rateTracker) rate(from, to int) float64 {
 	return float64(t.counts[to]-t.counts[from]) / d
 }
 
-// peak is the largest backlog sampled.
+// peak is the largest backlog sampled (0: too few samples).
 func (t *rateTracker) peak() int {
-	top := 0
-	for _, p := range t.pending {
-		top = max(top, p)
+	if i := t.peakAt(); i >= 0 {
+		return t.pending[i]
 	}
-	return top
+	return 0
 }
 
 // steadyDrain measures the committer's drain rate with no fault: ingest
